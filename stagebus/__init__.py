@@ -1,0 +1,3 @@
+"""stagebus: an event-sourced pipeline-stage orchestrator."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,49 @@
+"""The one error hierarchy of stagebus.
+
+Backends translate their own exceptions (sqlite3, redis, msgspec) into these, so callers and
+the CLI catch one family and print one line. This module imports nothing of ours: every layer,
+``events`` included, may raise these.
+"""
+
+from __future__ import annotations
+
+
+class StagebusError(Exception):
+    """Base of every error stagebus raises on purpose. ``str(err)`` is a one-line message."""
+
+
+class InvalidInput(StagebusError, ValueError):
+    """Input from a user or producer was refused before anything was stored."""
+
+
+class EventDecodeError(StagebusError):
+    """Stored or received bytes are not a known event. Names the position when there is one."""
+
+    def __init__(self, message: str, position: int | None = None) -> None:
+        self.position = position
+        where = f" at position {position}" if position is not None else ""
+        super().__init__(f"cannot decode event{where}: {message}")
+
+
+class StoreError(StagebusError):
+    """The event log or projection store failed in a way a retry did not fix."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached or stayed busy after the retry budget was spent."""
+
+
+class ReadOnlyStore(StoreError):
+    """A write was attempted through a store opened read-only."""
+
+
+class ContractError(StagebusError):
+    """A stage, pipeline or output broke its declared contract. Never retried."""
+
+
+class GateClosed(StagebusError):
+    """A stage task was asked to run before its upstream manifests exist."""
+
+
+class PipelineError(StagebusError):
+    """A pipeline lifecycle rule refused the request (stopped, deleted, busy)."""

@@ -1,0 +1,255 @@
+"""Every event type stagebus records, as frozen msgspec structs in one tagged union.
+
+Evolution rules (tested in ``tests/unit/test_events.py``):
+
+- a new field always gets a default, so older payloads still decode;
+- a field's type never changes and a tag is never reused;
+- a change a default cannot express (a rename, a split) bumps the type's ``VERSION`` and adds an
+  upcaster in :mod:`stagebus.events.upcast`; stored payloads are upcast on read, never rewritten.
+
+Stage events name their partition by *partition ref*: ``"{dataset}/{partition}"`` for a
+partition-scoped stage task, :data:`RUN_SCOPE` (``"*"``) for a run-level (fan-in) one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar, Literal
+
+import msgspec
+
+RUN_SCOPE = "*"
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def partition_ref(dataset: str, partition: str) -> str:
+    return f"{dataset}/{partition}"
+
+
+def split_partition_ref(ref: str) -> tuple[str, str]:
+    dataset, _, partition = ref.partition("/")
+    return dataset, partition
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every event. ``VERSION`` is the schema version the struct's shape has now."""
+
+    VERSION: ClassVar[int] = 1
+    event_id: str = msgspec.field(default_factory=new_event_id)
+
+    @property
+    def key(self) -> str | None:
+        """The idempotency key: the log stores at most one event per key. ``None``: unkeyed."""
+        return None
+
+    @property
+    def type_name(self) -> str:
+        return type(self).__struct_config__.tag  # type: ignore[return-value]
+
+
+# --- pipeline shape carried by the log, so projections need nothing but the log ----------------
+
+
+class PlannedStage(msgspec.Struct, frozen=True, kw_only=True):
+    """One stage of a run's plan: enough for projections to judge a partition complete."""
+
+    name: str
+    after: tuple[str, ...] = ()
+    scope: Literal["partition", "run"] = "partition"
+    config_hash: str = ""
+
+
+# --- pipeline lifecycle ---------------------------------------------------------------------
+
+
+class PipelineDefined(Event, frozen=True, kw_only=True, tag="pipeline_defined"):
+    pipeline: str
+    version: str
+    stages: tuple[PlannedStage, ...]
+
+
+class PipelineStarted(Event, frozen=True, kw_only=True, tag="pipeline_started"):
+    pipeline: str
+
+
+class PipelineStopped(Event, frozen=True, kw_only=True, tag="pipeline_stopped"):
+    pipeline: str
+    reason: str = ""
+
+
+class PipelineDeleted(Event, frozen=True, kw_only=True, tag="pipeline_deleted"):
+    pipeline: str
+
+    @property
+    def key(self) -> str:
+        return f"pipeline-deleted/{self.pipeline}"
+
+
+# --- runs and partitions --------------------------------------------------------------------
+
+
+class RunOpened(Event, frozen=True, kw_only=True, tag="run_opened"):
+    run_id: str
+    pipeline: str
+    pipeline_version: str = ""
+    config_hash: str = ""
+    plan: tuple[PlannedStage, ...] = ()
+    parent_run_id: str | None = None
+    resume_from: str | None = None
+    stages: tuple[str, ...] | None = None  # a subset to run; None: every stage of the plan
+
+    @property
+    def key(self) -> str:
+        return f"run/{self.run_id}"
+
+
+class PartitionIngested(Event, frozen=True, kw_only=True, tag="partition_ingested"):
+    """A producer announces a raw partition for a run. v2 renamed ``sha256`` to ``content_hash``."""
+
+    VERSION: ClassVar[int] = 2
+    run_id: str
+    dataset: str
+    partition: str
+    uri: str
+    content_hash: str
+    size: int
+    metadata: dict[str, str] = {}
+    schema_version: int = 1  # of the partition's records, not of this event
+
+    @property
+    def key(self) -> str:
+        return f"ingest/{self.run_id}/{self.dataset}/{self.partition}"
+
+    @property
+    def ref(self) -> str:
+        return partition_ref(self.dataset, self.partition)
+
+
+class RunSealed(Event, frozen=True, kw_only=True, tag="run_sealed"):
+    """The producer says the run's partition set is complete (run-level stages wait for it)."""
+
+    run_id: str
+    partitions: tuple[str, ...]  # partition refs
+
+    @property
+    def key(self) -> str:
+        return f"seal/{self.run_id}"
+
+
+# --- stage tasks ----------------------------------------------------------------------------
+
+
+class Artifact(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    path: str  # relative to the artifact root
+    sha256: str
+    bytes: int
+    records: int = 0
+
+
+class StageMetrics(msgspec.Struct, frozen=True, kw_only=True):
+    records_in: int = 0
+    records_out: int = 0
+    records_rejected: int = 0
+    duration_s: float = 0.0
+
+
+MANIFEST_SCHEMA_VERSION = 1
+
+
+class Manifest(msgspec.Struct, frozen=True, kw_only=True):
+    stage: str
+    run_id: str
+    partition: str
+    input_hash: str
+    output_hash: str
+    config_hash: str
+    status: Literal["complete", "reused"]
+    started_at: str
+    ended_at: str
+    attempt: int = 1
+    worker: str = ""
+    pipeline_version: str = ""
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+    artifacts: tuple[Artifact, ...] = ()
+    metrics: StageMetrics = StageMetrics()
+    reused_from: str | None = None
+
+
+def manifest_key(run_id: str, stage: str, partition: str) -> str:
+    return f"manifest/{run_id}/{stage}/{partition}"
+
+
+def failure_key(run_id: str, stage: str, partition: str) -> str:
+    return f"failed/{run_id}/{stage}/{partition}"
+
+
+class StageStarted(Event, frozen=True, kw_only=True, tag="stage_started"):
+    run_id: str
+    stage: str
+    partition: str
+    attempt: int
+    worker: str
+    input_hash: str
+    config_hash: str
+
+
+class ManifestWritten(Event, frozen=True, kw_only=True, tag="manifest_written"):
+    """The completion signal of a stage task; appended last, after every artifact is in place."""
+
+    run_id: str
+    stage: str
+    partition: str
+    manifest: Manifest
+
+    @property
+    def key(self) -> str:
+        return manifest_key(self.run_id, self.stage, self.partition)
+
+
+class StageFailed(Event, frozen=True, kw_only=True, tag="stage_failed"):
+    run_id: str
+    stage: str
+    partition: str
+    attempt: int
+    error_type: str
+    message: str
+    final: bool = False
+
+    @property
+    def key(self) -> str | None:
+        # Only the final failure is unique; each retried attempt may fail on its own.
+        return failure_key(self.run_id, self.stage, self.partition) if self.final else None
+
+
+AnyEvent = (
+    PipelineDefined
+    | PipelineStarted
+    | PipelineStopped
+    | PipelineDeleted
+    | RunOpened
+    | PartitionIngested
+    | RunSealed
+    | StageStarted
+    | ManifestWritten
+    | StageFailed
+)
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    t.__struct_config__.tag: t  # type: ignore[misc]
+    for t in (
+        PipelineDefined,
+        PipelineStarted,
+        PipelineStopped,
+        PipelineDeleted,
+        RunOpened,
+        PartitionIngested,
+        RunSealed,
+        StageStarted,
+        ManifestWritten,
+        StageFailed,
+    )
+}

@@ -1,0 +1,44 @@
+"""Configuration read once at the edge (flags and ``STAGEBUS_*`` environment), passed down explicitly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stagebus.store.keys import LOG_FILE, PROJECTIONS_FILE
+
+
+class Settings(BaseSettings):
+    """Where stagebus keeps its state and which transports it uses."""
+
+    model_config = SettingsConfigDict(env_prefix="STAGEBUS_", extra="ignore")
+
+    home: Path = Path(".stagebus")
+    store: str = ""  # "" -> sqlite:///<home>/log.db
+    broker: str = "memory"
+    log_level: str = "INFO"
+
+    @field_validator("store")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite://", "redis://", "rediss://", "unix://", "memory://")):
+            raise ValueError("STAGEBUS_STORE must be sqlite:///PATH, redis://…, rediss://… or unix://…")
+        return value
+
+    @property
+    def store_url(self) -> str:
+        return self.store or f"sqlite:///{self.home / LOG_FILE}"
+
+    @property
+    def projections_path(self) -> Path:
+        return self.home / PROJECTIONS_FILE
+
+    @property
+    def artifacts_root(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
