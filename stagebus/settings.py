@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from stagebus.store.keys import LOG_FILE, PROJECTIONS_FILE
+from stagebus.store.keys import LOG_FILE, PROJECTIONS_DIR
 
 
 class Settings(BaseSettings):
@@ -33,7 +33,8 @@ class Settings(BaseSettings):
 
     @property
     def projections_path(self) -> Path:
-        return self.home / PROJECTIONS_FILE
+        """The projections directory: generation files plus ``CURRENT`` naming the live one."""
+        return self.home / PROJECTIONS_DIR
 
     @property
     def artifacts_root(self) -> Path:

@@ -6,14 +6,22 @@ from __future__ import annotations
 LOG_FILE = "log.db"
 EVENTS_TABLE = "events"
 
-# SQLite: the projections file (one per home, also for a Redis log)
-PROJECTIONS_FILE = "projections.db"
+# SQLite: the projections (one directory per home, also for a Redis log). Each rebuild is a new
+# generation file "<generation>.db"; CURRENT names the live one and is swapped by atomic rename.
+PROJECTIONS_DIR = "projections"
+PROJECTIONS_CURRENT = "CURRENT"
+PROJECTIONS_LOCK = ".lock"
+PROJECTION_META_TABLE = "projection_meta"
 CHECKPOINTS_TABLE = "checkpoints"
 LEDGER_TABLE = "partition_ledger"
+LEDGER_RUNS_TABLE = "ledger_runs"
+LEDGER_PROGRESS_TABLE = "ledger_progress"
 MANIFESTS_TABLE = "manifests"
+MANIFEST_ROLLUPS_TABLE = "manifest_rollups"
 RUNS_TABLE = "runs"
-RUN_STAGES_TABLE = "run_stages"
+RUN_PARTITIONS_TABLE = "run_partitions"
 STAGE_TASKS_TABLE = "stage_tasks"
+PIPELINES_TABLE = "pipelines"
 
 
 class RedisKeys:
