@@ -47,3 +47,7 @@ class GateClosed(StagebusError):
 
 class PipelineError(StagebusError):
     """A pipeline lifecycle rule refused the request (stopped, deleted, busy)."""
+
+
+class PermanentStageError(StagebusError):
+    """A stage says retrying cannot help (the input itself is bad). Fails the task at once."""

@@ -1,0 +1,188 @@
+"""Artifacts on disk: content-addressed objects written atomically, plus a browsable run view.
+
+Layout under the artifact root::
+
+    objects/ab/<sha256>                        immutable content, never overwritten
+    objects/.tmp/<host>-<pid>-<uuid>.part      in-flight writes (same filesystem: rename is atomic)
+    runs/<run_id>/<stage>/<dataset>/<partition>/manifest.json   written last, from the event
+    work/<run_id>/<stage>/<dataset>/<partition>/items.jsonl     per-item progress of long stages
+
+A writer fsyncs its temp file, then hard-links it to its final name: ``link`` fails rather than
+overwrite, so a second writer of the same content is a no-op and nobody can replace content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO
+
+import msgspec
+
+from stagebus.events import RUN_SCOPE, Artifact, Manifest
+
+HOST = socket.gethostname()
+_MANIFEST_JSON = msgspec.json.Encoder(order="deterministic")
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def task_dir(run_id: str, stage: str, partition: str) -> Path:
+    return Path(run_id) / stage / ("_run" if partition == RUN_SCOPE else partition)
+
+
+class PendingFile:
+    """A temp file that becomes an immutable object on :meth:`publish`, or vanishes on :meth:`discard`."""
+
+    def __init__(self, store: ArtifactStore, name: str) -> None:
+        self.name = name
+        self.path = store.tmp_dir / f"{HOST}-{os.getpid()}-{uuid.uuid4().hex}.part"
+        self._store = store
+        self._hash = hashlib.sha256()
+        self._fh: IO[bytes] | None = None
+        self.bytes = 0
+        self.records = 0
+
+    def write(self, data: bytes) -> None:
+        if self._fh is None:
+            self._fh = self.path.open("wb")
+        self._fh.write(data)
+        self._hash.update(data)
+        self.bytes += len(data)
+
+    def publish(self) -> Artifact:
+        if self._fh is None and not self.path.exists():
+            self.path.touch()  # an output with no records is still an artifact
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+            digest = self._hash.hexdigest()
+        else:
+            # Written by the stage through ``path`` directly: hash what is on disk.
+            with self.path.open("rb") as fh:
+                os.fsync(fh.fileno())
+            digest = sha256_file(self.path)
+            self.bytes = self.path.stat().st_size
+        rel = self._store.object_path(digest)
+        final = self._store.root / rel
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(self.path, final)
+            fsync_dir(final.parent)
+        except FileExistsError:
+            pass  # same content already published by someone else: nothing to do
+        self.path.unlink(missing_ok=True)
+        return Artifact(name=self.name, path=rel, sha256=digest, bytes=self.bytes, records=self.records)
+
+    def discard(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        self.path.unlink(missing_ok=True)
+
+
+class ArtifactStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.tmp_dir = self.root / "objects" / ".tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def object_path(sha256: str) -> str:
+        return f"objects/{sha256[:2]}/{sha256}"
+
+    def pending(self, name: str) -> PendingFile:
+        return PendingFile(self, name)
+
+    def path(self, artifact: Artifact) -> Path:
+        return self.root / artifact.path
+
+    def verify(self, artifact: Artifact) -> bool:
+        path = self.path(artifact)
+        return path.is_file() and sha256_file(path) == artifact.sha256
+
+    def manifest_path(self, run_id: str, stage: str, partition: str) -> Path:
+        return self.root / "runs" / task_dir(run_id, stage, partition) / "manifest.json"
+
+    def work_dir(self, run_id: str, stage: str, partition: str) -> Path:
+        return self.root / "work" / task_dir(run_id, stage, partition)
+
+    def materialize(self, manifest: Manifest) -> Path:
+        """Write the browsable ``manifest.json`` from the event, atomically. Idempotent."""
+        target = self.manifest_path(manifest.run_id, manifest.stage, manifest.partition)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = _MANIFEST_JSON.encode(manifest)
+        if target.exists() and target.read_bytes() == data:
+            return target
+        tmp = target.with_name(f".manifest.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+        return target
+
+    def sweep(self) -> int:
+        """Remove temp files of attempts that died (their process on this host is gone)."""
+        removed = 0
+        for part in self.tmp_dir.glob("*.part"):
+            host, pid_text, _ = part.name.removesuffix(".part").rsplit("-", 2)
+            if host != HOST:
+                continue  # another machine's attempt: only that machine can judge it
+            if pid_text.isdigit() and _alive(int(pid_text)):
+                continue
+            part.unlink(missing_ok=True)
+            removed += 1
+        for tmp in (self.root / "runs").rglob(".manifest.*.tmp") if (self.root / "runs").exists() else ():
+            pid_text = tmp.name.split(".")[2]
+            if not (pid_text.isdigit() and _alive(int(pid_text))):
+                tmp.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def leftovers(self) -> list[Path]:
+        return list(self.tmp_dir.glob("*.part"))
+
+    def gc(self, referenced: Iterable[str]) -> int:
+        """Delete objects no manifest references. Only ever called explicitly."""
+        keep = set(referenced)
+        removed = 0
+        for obj in (self.root / "objects").glob("??/*"):
+            rel = obj.relative_to(self.root).as_posix()
+            if rel not in keep:
+                obj.unlink()
+                removed += 1
+        return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,177 @@
+"""What a stage function sees: its config, its inputs, writers for its declared outputs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlparse
+
+import msgspec
+from pydantic import BaseModel, ValidationError
+
+from stagebus.actors.artifacts import ArtifactStore, PendingFile
+from stagebus.actors.contract import REJECTS, StageContract
+from stagebus.actors.journal import ItemJournal
+from stagebus.errors import ContractError, InvalidInput
+from stagebus.events import RUN_SCOPE, Artifact, Manifest, PartitionIngested, StageMetrics
+
+T = TypeVar("T")
+_JSON = msgspec.json.Encoder(order="deterministic")
+_LINES = msgspec.json.Decoder(dict[str, Any])
+
+
+class StageContext:
+    def __init__(
+        self,
+        *,
+        contract: StageContract,
+        config: BaseModel,
+        run_id: str,
+        partition: str,
+        attempt: int,
+        artifacts: ArtifactStore,
+        upstream: dict[tuple[str, str], Manifest],
+        ingested: dict[str, PartitionIngested],
+        partitions: tuple[str, ...],
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.contract = contract
+        self.stage = contract.name
+        self.config = config
+        self.run_id = run_id
+        self.partition = partition
+        self.attempt = attempt
+        self.partitions = partitions  # every partition of the task (one, or the sealed run's)
+        self.log = logging.LoggerAdapter(logging.getLogger(f"stagebus.stage.{self.stage}"),
+                                         {"run_id": run_id, "partition": partition})
+        self._artifacts = artifacts
+        self._upstream = upstream
+        self._ingested = ingested
+        self._on_progress = on_progress
+        self._pending: dict[str, PendingFile] = {
+            name: artifacts.pending(name) for name in [*contract.outputs, REJECTS]
+        }
+        self._journal: ItemJournal | None = None
+        self.records_in = 0
+        self.records_rejected = 0
+
+    # --- inputs ---------------------------------------------------------------------------
+
+    @property
+    def ingested(self) -> PartitionIngested:
+        """The producer's event for this task's partition (partition-scoped tasks only)."""
+        if self.partition == RUN_SCOPE:
+            raise ContractError(f"stage {self.stage!r} is run-level: use ctx.partitions and ctx.read")
+        return self._ingested[self.partition]
+
+    def source_path(self, partition: str | None = None) -> Path:
+        """The raw file a producer published for a partition."""
+        event = self._ingested[partition or self.partition]
+        parsed = urlparse(event.uri)
+        if parsed.scheme not in ("file", ""):
+            raise InvalidInput(f"unsupported partition URI {event.uri!r}")
+        return Path(unquote(parsed.path))
+
+    def upstream_artifact(self, stage: str, output: str, partition: str | None = None) -> Artifact:
+        key = (stage, partition or (self.partition if (stage, self.partition) in self._upstream else RUN_SCOPE))
+        manifest = self._upstream.get(key)
+        if manifest is None:
+            raise ContractError(f"stage {self.stage!r} has no upstream manifest for {key}")
+        for artifact in manifest.artifacts:
+            if artifact.name == output:
+                return artifact
+        raise ContractError(f"upstream stage {stage!r} declared no output {output!r}")
+
+    def artifact_path(self, stage: str, output: str, partition: str | None = None) -> Path:
+        return self._artifacts.path(self.upstream_artifact(stage, output, partition))
+
+    def read(self, stage: str, output: str, partition: str | None = None) -> Iterator[dict[str, Any]]:
+        """Records of an upstream output, in order; counted as this task's records in."""
+        with self.artifact_path(stage, output, partition).open("rb") as fh:
+            for line in fh:
+                self.records_in += 1
+                yield _LINES.decode(line)
+
+    def count_in(self, n: int = 1) -> None:
+        self.records_in += n
+
+    # --- outputs --------------------------------------------------------------------------
+
+    def emit(self, output: str, record: dict[str, Any] | BaseModel) -> None:
+        """Validate a record against the output's declared schema and write it."""
+        schema = self.contract.outputs.get(output)
+        if schema is None or self.contract.is_file(output):
+            raise ContractError(f"stage {self.stage!r} declared no record output {output!r}")
+        try:
+            model = record if isinstance(record, schema) else schema.model_validate(record)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ContractError(f"stage {self.stage!r} output {output!r}: {where}: {err['msg']}") from None
+        self._write(output, _JSON.encode(model.model_dump(mode="json")) + b"\n")
+
+    def reject(self, record: Any, error: str, index: int | None = None) -> None:
+        """Keep a record that failed, with its error, in the ``rejects`` artifact."""
+        self.records_rejected += 1
+        self._write(REJECTS, _JSON.encode({"index": index, "error": error, "record": record}) + b"\n")
+
+    def output_path(self, output: str) -> Path:
+        """Where to write a file output (declared with :class:`FileOutput`); published atomically."""
+        if output not in self.contract.outputs or not self.contract.is_file(output):
+            raise ContractError(f"stage {self.stage!r} declared no file output {output!r}")
+        return self._pending[output].path
+
+    def _write(self, output: str, line: bytes) -> None:
+        if self._journal is not None:
+            self._journal.buffer(output, line)
+        else:
+            self._pending[output].write(line)
+            self._pending[output].records += 1
+
+    def write_line(self, output: str, line: bytes) -> None:
+        """Write already-validated bytes (used when replaying the item journal)."""
+        self._pending[output].write(line)
+        self._pending[output].records += 1
+        if output == REJECTS:
+            self.records_rejected += 1
+
+    # --- long stages ----------------------------------------------------------------------
+
+    def items(self, iterable: Iterable[T], key: Callable[[T], str]) -> Iterator[T]:
+        """Yield items not yet done; each item's outputs are committed durably once it completes.
+
+        A retried attempt after a crash replays what finished items wrote and skips them,
+        judged from the journal on disk, not from memory.
+        """
+        journal = ItemJournal(self._artifacts.work_dir(self.run_id, self.stage, self.partition))
+        self._journal = journal
+        try:
+            for item in iterable:
+                item_key = key(item)
+                if journal.done(item_key):
+                    continue
+                journal.begin(item_key)
+                yield item
+                journal.commit()
+                self.progress()
+        finally:
+            self._journal = None
+        journal.replay_into(self)
+
+    def progress(self, n: int = 1) -> None:
+        if self._on_progress is not None:
+            self._on_progress(n)
+
+    # --- the executor's side --------------------------------------------------------------
+
+    def publish(self) -> tuple[tuple[Artifact, ...], StageMetrics]:
+        artifacts = tuple(self._pending[name].publish() for name in sorted(self._pending))
+        out = sum(a.records for a in artifacts if a.name != REJECTS)
+        return artifacts, StageMetrics(records_in=self.records_in, records_out=out,
+                                       records_rejected=self.records_rejected)
+
+    def discard(self) -> None:
+        for pending in self._pending.values():
+            pending.discard()

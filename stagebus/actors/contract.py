@@ -1,0 +1,130 @@
+"""Stage contracts: what a stage declares about itself, checked when it is defined.
+
+Authoring::
+
+    @stage("normalize", after=["ingest"], outputs={"records": Record}, config=NormalizeConfig)
+    def normalize(ctx: StageContext) -> None:
+        for record in ctx.read("ingest", "records"):
+            ctx.emit("records", clean(record))
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from stagebus.errors import ContractError
+
+if TYPE_CHECKING:
+    from stagebus.actors.context import StageContext
+
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+REJECTS = "rejects"
+
+
+class FileOutput(BaseModel):
+    """Marker for an output that is one opaque file (an index, an image) rather than records."""
+
+
+class NoConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetryPolicy(BaseModel):
+    """Dramatiq Retries options for one stage; a permanent error is never retried."""
+
+    model_config = ConfigDict(frozen=True)
+    max_retries: int = Field(default=3, ge=0, le=100)
+    min_backoff_ms: int = Field(default=200, ge=0)
+    max_backoff_ms: int = Field(default=30_000, ge=0)
+
+
+class StageContract(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    name: str
+    after: tuple[str, ...] = ()
+    scope: Literal["partition", "run"] = "partition"
+    config: type[BaseModel] = NoConfig
+    outputs: dict[str, type[BaseModel]] = {}
+    retry: RetryPolicy = RetryPolicy()
+    time_limit_s: float = Field(default=600.0, gt=0)
+    version: str = "1"  # bump when the stage's code changes what it produces
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME.match(value):
+            raise ValueError(f"stage name {value!r} must match {NAME.pattern}")
+        return value
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, schema in value.items():
+            if not NAME.match(name) or name == REJECTS:
+                raise ValueError(f"output name {name!r} must match {NAME.pattern} and not be {REJECTS!r}")
+            if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+                raise ValueError(f"output {name!r}: its schema must be a pydantic model class, not {schema!r}")
+        return value
+
+    def is_file(self, output: str) -> bool:
+        return issubclass(self.outputs[output], FileOutput)
+
+
+StageFunction = Callable[["StageContext"], None]
+
+
+class StageDefinition:
+    """A contract bound to the function that does the stage's work."""
+
+    def __init__(self, contract: StageContract, fn: StageFunction) -> None:
+        self.contract = contract
+        self.fn = fn
+
+    @property
+    def name(self) -> str:
+        return self.contract.name
+
+    def __call__(self, ctx: StageContext) -> None:
+        self.fn(ctx)
+
+    def __repr__(self) -> str:
+        return f"<stage {self.name} after={list(self.contract.after)} scope={self.contract.scope}>"
+
+
+def stage(
+    name: str,
+    *,
+    after: list[str] | tuple[str, ...] = (),
+    scope: Literal["partition", "run"] = "partition",
+    config: type[BaseModel] = NoConfig,
+    outputs: dict[str, type[BaseModel]] | None = None,
+    retry: RetryPolicy | None = None,
+    time_limit_s: float = 600.0,
+    version: str = "1",
+) -> Callable[[StageFunction], StageDefinition]:
+    """Declare a stage. Raises :class:`ContractError` at definition time for a bad contract."""
+    try:
+        contract = StageContract(
+            name=name, after=tuple(after), scope=scope, config=config, outputs=outputs or {},
+            retry=retry or RetryPolicy(), time_limit_s=time_limit_s, version=version,
+        )
+    except ValueError as exc:
+        raise ContractError(f"stage {name!r}: {_first_error(exc)}") from None
+
+    def bind(fn: StageFunction) -> StageDefinition:
+        return StageDefinition(contract, fn)
+
+    return bind
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return str(first.get("msg", exc)).removeprefix("Value error, ")
+    return str(exc)

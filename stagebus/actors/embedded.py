@@ -1,0 +1,147 @@
+"""Embedded mode: the same stage actors on an in-process broker with worker threads.
+
+Burst semantics: :meth:`EmbeddedRunner.run` processes ready work until nothing is ready, then
+returns. Readiness comes from the projections (caught up from the log between rounds); the
+actor re-checks every gate in the log itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+
+from stagebus.actors.artifacts import ArtifactStore
+from stagebus.actors.executor import Executor, Outcome
+from stagebus.actors.gate import TaskRef
+from stagebus.actors.pipeline import Pipeline, PipelineRegistry
+from stagebus.actors.readiness import ready_tasks
+from stagebus.actors.runtime import StageActors, make_broker
+from stagebus.actors.telemetry import Telemetry
+from stagebus.events import StageFailed
+from stagebus.store import EventStore
+
+MAX_ROUNDS = 10_000
+
+
+@dataclass
+class RunReport:
+    outcomes: Counter[str] = field(default_factory=Counter)
+    by_stage: dict[str, Counter[str]] = field(default_factory=dict)
+    failed: list[tuple[TaskRef, str]] = field(default_factory=list)
+    swept: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+class EmbeddedRunner:
+    def __init__(
+        self,
+        store: EventStore,
+        projections: Any,
+        artifacts_root: Path,
+        pipelines: PipelineRegistry,
+        *,
+        workers: int = 2,
+        telemetry: Telemetry | None = None,
+        on_outcome: Callable[[TaskRef, Outcome], None] | None = None,
+        on_progress: Callable[[TaskRef, int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.projections = projections
+        self.artifacts = ArtifactStore(artifacts_root)
+        self.pipelines = pipelines
+        self.workers = workers
+        self.on_outcome = on_outcome
+        self._lock = threading.Lock()
+        self._report = RunReport()
+        self._only_stages: Collection[str] | None = None
+        self._pipeline_of: dict[str, str] = {}
+        self.broker: StubBroker = make_broker("memory")  # type: ignore[assignment]
+        self.executor = Executor(store, self.artifacts, pipelines, lookups=projections, telemetry=telemetry,
+                                 on_complete=self._enqueue_downstream, on_progress=on_progress)
+        self.actors = StageActors(self.broker, self.executor, pipelines)
+        self.actors.on_outcome = self._record
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def run(self, run_ids: Collection[str] | None = None, *, only_stages: Collection[str] | None = None) -> RunReport:
+        """Process every ready task of ``run_ids`` (default: every run) until none is ready."""
+        self._report = RunReport(swept=self.artifacts.sweep())
+        self._only_stages = only_stages
+        worker = dramatiq.Worker(self.broker, worker_threads=self.workers, worker_timeout=20)
+        worker.start()
+        try:
+            for _ in range(MAX_ROUNDS):
+                if not self._enqueue_ready(run_ids):
+                    break
+                for queue in self.actors.queues:
+                    self.broker.join(queue, fail_fast=False)
+                worker.join()
+        finally:
+            worker.stop()
+        self._collect_failures(run_ids)
+        return self._report
+
+    def _enqueue_ready(self, run_ids: Collection[str] | None) -> int:
+        self.projections.catch_up(self.store)
+        sent = 0
+        for run in self._runs(run_ids):
+            pipeline = self.pipelines.get(run.pipeline)
+            if self.projections.pipeline_status(pipeline.name) != "active":
+                continue
+            readiness = ready_tasks(run, pipeline, only_stages=self._only_stages, local_idle=True)
+            for task in readiness.exhausted:
+                self._give_up(task, run.tasks[(task.stage, task.partition)].attempts)
+                sent += 1  # the ledger changed: look again
+            for task in readiness.ready:
+                self._pipeline_of[task.run_id] = pipeline.name
+                self.actors.send(task, pipeline.name)
+                sent += 1
+        return sent
+
+    def _runs(self, run_ids: Collection[str] | None) -> list[Any]:
+        if run_ids is None:
+            return list(self.projections.runs())
+        runs = [self.projections.run(run_id) for run_id in run_ids]
+        return [r for r in runs if r is not None]
+
+    def _give_up(self, task: TaskRef, attempts: int) -> None:
+        self.store.append_one(StageFailed(
+            run_id=task.run_id, stage=task.stage, partition=task.partition, attempt=attempts,
+            error_type="AttemptsExhausted", message=f"{attempts} attempts died before finishing", final=True,
+        ))
+
+    def _enqueue_downstream(self, task: TaskRef, pipeline: Pipeline) -> None:
+        # Fast path for partition-scoped chains: the next stage of the same partition needs only
+        # this manifest. Run-level (fan-in) stages wait for the next readiness round.
+        if self._only_stages is not None and task.stage not in self._only_stages:
+            return
+        for nxt in pipeline.downstream(task.stage):
+            if pipeline[nxt].contract.scope != "partition":
+                continue
+            if self._only_stages is not None and nxt not in self._only_stages:
+                continue
+            self.actors.send(TaskRef(task.run_id, nxt, task.partition), pipeline.name)
+
+    def _record(self, task: TaskRef, outcome: Outcome) -> None:
+        with self._lock:
+            self._report.outcomes[outcome.value] += 1
+            self._report.by_stage.setdefault(task.stage, Counter())[outcome.value] += 1
+        if self.on_outcome is not None:
+            self.on_outcome(task, outcome)
+
+    def _collect_failures(self, run_ids: Collection[str] | None) -> None:
+        self.projections.catch_up(self.store)
+        for run in self._runs(run_ids):
+            for (stage, ref), state in sorted(run.tasks.items()):
+                if state.status == "failed":
+                    self._report.failed.append((TaskRef(run.run_id, stage, ref), state.last_error))

@@ -1,0 +1,142 @@
+"""Pipelines: a named DAG of stages with per-stage config, validated when defined."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+from pydantic import BaseModel, ValidationError
+
+from stagebus.actors.contract import StageDefinition
+from stagebus.errors import ContractError, InvalidInput
+from stagebus.events import PlannedStage
+
+_CANONICAL = msgspec.json.Encoder(order="sorted")
+
+
+def canonical_hash(data: Any) -> str:
+    return hashlib.sha256(_CANONICAL.encode(data)).hexdigest()
+
+
+class Pipeline:
+    """A validated DAG. ``stages`` come out in a deterministic topological order."""
+
+    def __init__(self, name: str, stages: Iterable[StageDefinition], *, version: str = "1",
+                 config: Mapping[str, Mapping[str, Any] | BaseModel] | None = None) -> None:
+        self.name = name
+        self.version = version
+        defs = list(stages)
+        by_name: dict[str, StageDefinition] = {}
+        for d in defs:
+            if d.name in by_name:
+                raise ContractError(f"pipeline {name!r}: stage {d.name!r} is defined twice")
+            by_name[d.name] = d
+        for d in defs:
+            for up in d.contract.after:
+                if up not in by_name:
+                    raise ContractError(f"pipeline {name!r}: stage {d.name!r} runs after unknown stage {up!r}")
+            if d.contract.scope == "partition" and any(by_name[u].contract.scope == "run" for u in d.contract.after):
+                raise ContractError(
+                    f"pipeline {name!r}: partition stage {d.name!r} cannot run after a run-level stage"
+                )
+        self._stages = {d.name: d for d in _topological(name, defs)}
+        unknown = set(config or {}) - set(self._stages)
+        if unknown:
+            raise ContractError(f"pipeline {name!r}: config for unknown stage(s) {sorted(unknown)}")
+        self.configs: dict[str, BaseModel] = {}
+        for stage_name, d in self._stages.items():
+            raw = (config or {}).get(stage_name, {})
+            try:
+                self.configs[stage_name] = raw if isinstance(raw, d.contract.config) else \
+                    d.contract.config.model_validate(raw)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"]) or "config"
+                raise InvalidInput(f"stage {stage_name!r} config: {where}: {err['msg']}") from None
+
+    @property
+    def stages(self) -> list[StageDefinition]:
+        return list(self._stages.values())
+
+    def __getitem__(self, stage: str) -> StageDefinition:
+        try:
+            return self._stages[stage]
+        except KeyError:
+            raise InvalidInput(f"pipeline {self.name!r} has no stage {stage!r}") from None
+
+    def __contains__(self, stage: str) -> bool:
+        return stage in self._stages
+
+    def config_hash(self, stage: str) -> str:
+        """Hash of the stage's canonical config plus its declared version."""
+        d = self[stage]
+        return canonical_hash({"stage": stage, "version": d.contract.version,
+                               "config": self.configs[stage].model_dump(mode="json")})
+
+    def downstream(self, stage: str) -> list[str]:
+        """Stages that run directly after ``stage``."""
+        return [d.name for d in self._stages.values() if stage in d.contract.after]
+
+    def closure(self, stage: str) -> set[str]:
+        """``stage`` and every stage downstream of it, transitively."""
+        seen, todo = {stage}, [stage]
+        while todo:
+            for nxt in self.downstream(todo.pop()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    def first_stages(self) -> list[str]:
+        return [d.name for d in self._stages.values() if not d.contract.after]
+
+    def plan(self) -> tuple[PlannedStage, ...]:
+        return tuple(
+            PlannedStage(name=d.name, after=d.contract.after, scope=d.contract.scope,
+                         config_hash=self.config_hash(d.name))
+            for d in self._stages.values()
+        )
+
+    def with_config(self, config: Mapping[str, Mapping[str, Any]]) -> Pipeline:
+        merged: dict[str, Any] = {k: v.model_dump() for k, v in self.configs.items()}
+        for k, v in config.items():
+            merged[k] = {**merged.get(k, {}), **v}
+        return Pipeline(self.name, self.stages, version=self.version, config=merged)
+
+
+def _topological(name: str, defs: list[StageDefinition]) -> list[StageDefinition]:
+    # Kahn's algorithm in declaration order, so the order is stable across processes.
+    remaining = {d.name: set(d.contract.after) for d in defs}
+    order: list[StageDefinition] = []
+    while remaining:
+        ready = [d for d in defs if d.name in remaining and not remaining[d.name]]
+        if not ready:
+            raise ContractError(f"pipeline {name!r}: stages {sorted(remaining)} form a cycle")
+        for d in ready:
+            del remaining[d.name]
+            order.append(d)
+        for deps in remaining.values():
+            deps.difference_update(d.name for d in ready)
+    return order
+
+
+class PipelineRegistry:
+    """The pipelines a process knows, by name. Passed explicitly; no global singleton."""
+
+    def __init__(self, pipelines: Iterable[Pipeline] = ()) -> None:
+        self._pipelines = {p.name: p for p in pipelines}
+
+    def add(self, pipeline: Pipeline) -> None:
+        self._pipelines[pipeline.name] = pipeline
+
+    def get(self, name: str) -> Pipeline:
+        try:
+            return self._pipelines[name]
+        except KeyError:
+            known = ", ".join(sorted(self._pipelines)) or "none"
+            raise InvalidInput(f"unknown pipeline {name!r} (known: {known})") from None
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._pipelines.values())

@@ -1,0 +1,130 @@
+"""Which stage tasks of a run are ready: a pure function of the run's projected state.
+
+The relay uses it to reconcile (a lost broker message, a crashed worker, a pipeline started
+again) and the embedded runner to find its next work. The actor re-checks the gate in the log
+before doing anything, so a stale projection can only cause a refused or duplicate delivery,
+never a wrong run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
+from typing import NamedTuple, Protocol
+
+from stagebus.actors.gate import TaskRef
+from stagebus.actors.pipeline import Pipeline
+from stagebus.events import RUN_SCOPE
+
+DONE = frozenset({"complete", "reused"})
+TERMINAL = DONE | {"failed"}
+IN_FLIGHT = frozenset({"running", "retrying"})
+HOST = socket.gethostname()
+
+
+class TaskView(Protocol):
+    status: str
+    attempts: int
+    worker: str
+    updated_at: str
+
+
+class RunView(Protocol):
+    run_id: str
+    pipeline: str
+    stages: tuple[str, ...] | None
+    partitions: tuple[str, ...]
+    sealed_partitions: tuple[str, ...] | None
+    tasks: Mapping[tuple[str, str], TaskView]
+
+
+def worker_alive(worker: str, updated_at: str, stale_after_s: float, *, local_idle: bool) -> bool:
+    """Whether the attempt recorded by ``worker`` ("host:pid:thread") may still be running.
+
+    On this host the process table answers; ``local_idle`` means this process runs nothing,
+    so its own old attempts are dead. Elsewhere only time can tell: an attempt silent for
+    longer than ``stale_after_s`` is presumed dead.
+    """
+    host, _, rest = worker.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host == HOST and pid_text.isdigit():
+        pid = int(pid_text)
+        if pid == os.getpid():
+            return not local_idle
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    try:
+        seen = datetime.fromisoformat(updated_at.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (datetime.now(UTC) - seen).total_seconds() < stale_after_s
+
+
+def expected_partitions(run: RunView, pipeline: Pipeline, stage: str) -> tuple[str, ...]:
+    if pipeline[stage].contract.scope == "run":
+        return (RUN_SCOPE,) if run.sealed_partitions is not None else ()
+    return run.partitions
+
+
+def upstream_done(run: RunView, pipeline: Pipeline, stage: str, partition: str) -> bool:
+    for up in pipeline[stage].contract.after:
+        if pipeline[up].contract.scope == "run":
+            refs: Collection[str] = (RUN_SCOPE,)
+        elif partition == RUN_SCOPE:
+            refs = run.sealed_partitions or ()
+        else:
+            refs = (partition,)
+        for ref in refs:
+            state = run.tasks.get((up, ref))
+            if state is None or state.status not in DONE:
+                return False
+    return True
+
+
+class Readiness(NamedTuple):
+    ready: list[TaskRef]
+    exhausted: list[TaskRef]  # died mid-attempt more often than the retry policy allows
+
+
+def ready_tasks(
+    run: RunView,
+    pipeline: Pipeline,
+    *,
+    only_stages: Collection[str] | None = None,
+    local_idle: bool = True,
+) -> Readiness:
+    """Tasks whose upstream is done, that have no manifest or final failure and no live attempt.
+
+    A task whose attempts keep dying without a word (the process is killed each time) is
+    reported ``exhausted`` once it has been started more often than its retry policy allows,
+    so a poison partition that crashes workers cannot loop forever.
+    """
+    ready, exhausted = [], []
+    for definition in pipeline.stages:
+        stage = definition.name
+        if run.stages is not None and stage not in run.stages:
+            continue
+        if only_stages is not None and stage not in only_stages:
+            continue
+        stale_after = definition.contract.time_limit_s * 2
+        allowed = definition.contract.retry.max_retries + 1
+        for ref in expected_partitions(run, pipeline, stage):
+            state = run.tasks.get((stage, ref))
+            if state is not None and state.status in TERMINAL:
+                continue
+            if state is not None and state.status in IN_FLIGHT:
+                if worker_alive(state.worker, state.updated_at, stale_after, local_idle=local_idle):
+                    continue
+                if state.attempts >= allowed:
+                    exhausted.append(TaskRef(run.run_id, stage, ref))
+                    continue
+            if upstream_done(run, pipeline, stage, ref):
+                ready.append(TaskRef(run.run_id, stage, ref))
+    return Readiness(ready, exhausted)

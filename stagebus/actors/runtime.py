@@ -1,0 +1,95 @@
+"""Dramatiq wiring: one actor per stage, its own queue named after the stage.
+
+The broker is a transport, never the source of truth: everything an actor decides, it decides
+from the log (gate, duplicate check) and records in the log (started, manifest, failure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import dramatiq
+from dramatiq.broker import Broker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import CurrentMessage
+
+from stagebus.actors.executor import PERMANENT_ERRORS, Executor, Outcome
+from stagebus.actors.gate import TaskRef
+from stagebus.actors.pipeline import Pipeline, PipelineRegistry
+from stagebus.errors import InvalidInput
+
+
+def make_broker(url: str) -> Broker:
+    """``memory`` (in-process), ``redis://…``/``rediss://…`` or ``amqp://…``."""
+    if url in ("memory", "memory://", "stub"):
+        broker: Broker = StubBroker()
+        broker.emit_after("process_boot")
+    elif url.startswith(("redis://", "rediss://", "unix://")):
+        from dramatiq.brokers.redis import RedisBroker
+
+        broker = RedisBroker(url=url)
+    elif url.startswith(("amqp://", "amqps://")):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        broker = RabbitmqBroker(url=url)
+    else:
+        raise InvalidInput(f"unknown broker URL {url!r}: use memory, redis://… or amqp://…")
+    if not any(isinstance(m, CurrentMessage) for m in broker.middleware):
+        broker.add_middleware(CurrentMessage())
+    return broker
+
+
+class StageActors:
+    """Declares the stage actors on a broker and sends stage tasks to them."""
+
+    def __init__(self, broker: Broker, executor: Executor, pipelines: PipelineRegistry) -> None:
+        self.broker = broker
+        self.executor = executor
+        self.pipelines = pipelines
+        self.actors: dict[str, dramatiq.Actor] = {}  # type: ignore[type-arg]
+        self.on_outcome: Callable[[TaskRef, Outcome], None] | None = None
+        for pipeline in pipelines:
+            self._declare(pipeline)
+
+    def _declare(self, pipeline: Pipeline) -> None:
+        for definition in pipeline.stages:
+            name = definition.name
+            if name in self.actors:
+                continue
+            contract = definition.contract
+            self.actors[name] = dramatiq.actor(
+                broker=self.broker,
+                actor_name=f"stage_{name}",
+                queue_name=name,
+                max_retries=contract.retry.max_retries,
+                min_backoff=contract.retry.min_backoff_ms,
+                max_backoff=contract.retry.max_backoff_ms,
+                time_limit=int(contract.time_limit_s * 1000),
+                throws=PERMANENT_ERRORS,
+            )(self._handler(name))
+
+    def _handler(self, stage: str):  # type: ignore[no-untyped-def]
+        executor = self.executor
+
+        def run_stage(run_id: str, partition: str, pipeline: str) -> str:
+            message = CurrentMessage.get_current_message()
+            retries = message.options.get("retries", 0) if message else 0
+            max_retries = self.pipelines.get(pipeline)[stage].contract.retry.max_retries
+            task = TaskRef(run_id, stage, partition)
+            outcome = executor.execute(task, pipeline, attempt=retries + 1, final=retries >= max_retries)
+            if self.on_outcome is not None:
+                self.on_outcome(task, outcome)
+            return outcome.value
+
+        run_stage.__name__ = f"stage_{stage}"
+        return run_stage
+
+    def send(self, task: TaskRef, pipeline: str) -> None:
+        actor = self.actors.get(task.stage)
+        if actor is None:
+            raise InvalidInput(f"no actor for stage {task.stage!r}")
+        actor.send(task.run_id, task.partition, pipeline)
+
+    @property
+    def queues(self) -> list[str]:
+        return list(self.actors)
