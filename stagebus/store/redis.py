@@ -1,0 +1,276 @@
+"""The fleet event log: Redis Streams, one stream entry ``"<position>-1"`` per event.
+
+Redis Lua has no sha256, so the client computes the chain: it reads the head (position, hash),
+seals the batch with :func:`seal_batch`, and one Lua script then checks the keys, checks that the
+head is still the one the batch was sealed on (optimistic concurrency), XADDs the entries,
+records the keys and moves the head — all or nothing. A moved head answers with the new head
+and the client seals again. Nothing in this module updates or deletes an entry.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from stagebus.errors import InvalidInput, StoreUnavailable
+from stagebus.events import Event
+from stagebus.store.base import (
+    GENESIS_HASH,
+    READ_PAGE,
+    Appended,
+    EventStore,
+    RecordedEvent,
+    check_batch,
+    refused,
+    seal_batch,
+    utc_now,
+)
+from stagebus.store.keys import RedisKeys
+from stagebus.store.retry import ATTEMPTS, retrying
+
+# Attempts at sealing a batch on a head other appenders keep moving; each costs one round trip.
+CONTENTION_ATTEMPTS = 100
+# Construction pings with a short budget so a wrong URL comes back to the CLI in ~2 s.
+CONNECT_ATTEMPTS = 3
+CONNECT_TIMEOUT_S = 0.75
+SOCKET_TIMEOUT_S = 30.0
+
+# KEYS: stream, keys hash, head hash.
+# ARGV: expected head position, new head position, then 7 per event: stream id, key ("" for
+# none, else "=" .. key so that an empty key stays distinguishable), type, version, payload,
+# recorded_at, hash.
+# Replies: {"ok"} | {"taken", key, position, ...} | {"stale", head position, head hash}.
+APPEND_SCRIPT = """
+local n = (#ARGV - 2) / 7
+local taken = {'taken'}
+for i = 0, n - 1 do
+  local key = ARGV[4 + i * 7]
+  if key ~= '' then
+    local position = redis.call('HGET', KEYS[2], string.sub(key, 2))
+    if position then
+      taken[#taken + 1] = string.sub(key, 2)
+      taken[#taken + 1] = position
+    end
+  end
+end
+if #taken > 1 then return taken end
+local head = redis.call('HMGET', KEYS[3], 'position', 'hash')
+local position = head[1] or '0'
+if position ~= ARGV[1] then return {'stale', position, head[2] or ''} end
+local last_hash
+for i = 0, n - 1 do
+  local at = 3 + i * 7
+  local id, key = ARGV[at], ARGV[at + 1]
+  if key ~= '' then
+    key = string.sub(key, 2)
+    redis.call('XADD', KEYS[1], id, 'k', key, 't', ARGV[at + 2], 'v', ARGV[at + 3],
+               'p', ARGV[at + 4], 'r', ARGV[at + 5], 'h', ARGV[at + 6])
+    redis.call('HSET', KEYS[2], key, string.sub(id, 1, -3))
+  else
+    redis.call('XADD', KEYS[1], id, 't', ARGV[at + 2], 'v', ARGV[at + 3],
+               'p', ARGV[at + 4], 'r', ARGV[at + 5], 'h', ARGV[at + 6])
+  end
+  last_hash = ARGV[at + 6]
+end
+redis.call('HSET', KEYS[3], 'position', ARGV[2], 'hash', last_hash)
+return {'ok'}
+"""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Failures a later attempt can fix: lost connections, a loading server, a demoted primary."""
+    # BusyLoadingError is a ConnectionError; ReadOnlyError comes from a replica after failover.
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError | redis.exceptions.ReadOnlyError)
+
+
+def redacted(url: str) -> str:
+    """The URL with any password removed, fit for messages and logs."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = parts.username or ""
+        netloc = f"{user}:***@{netloc.rpartition('@')[2]}"
+    query = urlencode([(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def client_for(url: str) -> redis.Redis:
+    """A redis-py client for ``url`` that does not retry by itself: the store's own retries know
+    which writes may already have landed, redis-py's would blindly send a script twice."""
+    try:
+        return redis.Redis.from_url(
+            url,
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=SOCKET_TIMEOUT_S,
+        )
+    except ValueError as exc:
+        raise InvalidInput(f"bad redis URL {redacted(url)!r}: {exc}") from None
+
+
+def address_of(client: Any) -> str:
+    """``host:port`` or the socket path of a client, never its password."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "server" in kwargs:  # fakeredis: its made-up host and port would mislead
+        return "fakeredis"
+    if "path" in kwargs:
+        return str(kwargs["path"])
+    if "host" in kwargs:
+        return f"{kwargs['host']}:{kwargs.get('port', 6379)}"
+    return "redis"
+
+
+def _record(entry_id: bytes, fields: dict[bytes, bytes]) -> RecordedEvent:
+    key = fields.get(b"k")
+    return RecordedEvent(
+        int(entry_id[:-2]),  # every id is "<position>-1"
+        None if key is None else key.decode(),
+        fields[b"t"].decode(),
+        int(fields[b"v"]),
+        fields[b"p"],
+        fields[b"r"].decode(),
+        fields[b"h"].decode(),
+    )
+
+
+class RedisEventStore(EventStore):
+    """The event log of one ``namespace`` in one Redis database.
+
+    Takes any redis-py compatible client (``fakeredis.FakeRedis`` in tests); :meth:`from_url`
+    builds one from ``redis://``, ``rediss://`` or ``unix://`` and checks it answers.
+    """
+
+    def __init__(self, client: Any, *, namespace: str = "stagebus", readonly: bool = False,
+                 url: str = "", attempts: int = ATTEMPTS, owns_client: bool = False) -> None:
+        self.client = client
+        self.names = RedisKeys(namespace)
+        self.readonly = readonly
+        self.address = address_of(client)
+        self.url = url or f"redis ({self.address})"
+        self._owns_client = owns_client
+        self._append_script = client.register_script(APPEND_SCRIPT)
+        self._script_keys = [self.names.stream, self.names.keys, self.names.head]
+        # The head this handle last saw; a wrong guess costs one "stale" reply, not an error.
+        self._head_hint: tuple[int, str] | None = None
+        self._call: Callable[..., Any] = retrying(
+            is_transient, f"cannot reach redis at {self.address}", attempts
+        )(_invoke)
+
+    @classmethod
+    def from_url(cls, url: str, readonly: bool = False, namespace: str = "stagebus",
+                 attempts: int = ATTEMPTS) -> RedisEventStore:
+        """Connect and ping; :class:`StoreUnavailable` after a short budget if nothing answers."""
+        client = client_for(url)
+        retrying(is_transient, f"cannot reach redis at {address_of(client)}", CONNECT_ATTEMPTS)(
+            client.ping
+        )()
+        return cls(client, namespace=namespace, readonly=readonly, url=redacted(url),
+                   attempts=attempts, owns_client=True)
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def append(self, events: Sequence[Event]) -> list[Appended]:
+        self._refuse_if_readonly()
+        check_batch(events)
+        sent: list[RecordedEvent] = []  # the batch in flight, in case its reply gets lost
+        result: list[Appended] = self._call(self._append_sealed, events, sent)
+        return result
+
+    def _append_sealed(self, events: Sequence[Event], sent: list[RecordedEvent]) -> list[Appended]:
+        if sent and self._landed(sent[-1]):
+            # The previous attempt's script ran but its reply was lost: it is stored, once.
+            return [Appended(r.position, True) for r in sent]
+        head, head_hash = self._head_hint or self._read_head()
+        for attempt in range(CONTENTION_ATTEMPTS):
+            records = seal_batch(events, head, head_hash, utc_now())
+            sent[:] = records
+            reply = self._append_script(keys=self._script_keys, args=_script_args(head, records))
+            sent.clear()  # the script answered, so it either stored the batch or nothing
+            verdict = reply[0]
+            if verdict == b"ok":
+                self._head_hint = (records[-1].position, records[-1].hash)
+                return [Appended(r.position, True) for r in records]
+            if verdict == b"taken":
+                pairs = reply[1:]
+                return refused(events, {pairs[i].decode(): int(pairs[i + 1]) for i in range(0, len(pairs), 2)})
+            head, head_hash = int(reply[1]), reply[2].decode() or GENESIS_HASH
+            if attempt >= 2:  # spread appenders that keep colliding
+                time.sleep(random.uniform(0, 0.001 * attempt))
+        raise StoreUnavailable(
+            f"the redis event log at {self.address} stayed contended after {CONTENTION_ATTEMPTS} attempts"
+        )
+
+    def _landed(self, last: RecordedEvent) -> bool:
+        found = self._entry(last.position)
+        return found is not None and found.hash == last.hash
+
+    def _read_head(self) -> tuple[int, str]:
+        position, digest = self.client.hmget(self.names.head, "position", "hash")
+        return int(position or 0), digest.decode() if digest else GENESIS_HASH
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def read(self, after: int = 0, limit: int | None = None) -> Iterator[RecordedEvent]:
+        remaining = limit
+        while remaining is None or remaining > 0:
+            page = READ_PAGE if remaining is None else min(READ_PAGE, remaining)
+            # "<after + 1>" as a start id means "<after + 1>-0": the first entry past ``after``.
+            entries = self._call(self.client.xrange, self.names.stream, after + 1, "+", page)
+            if not entries:
+                return
+            for entry_id, fields in entries:
+                yield _record(entry_id, fields)
+            after = int(entries[-1][0][:-2])
+            if remaining is not None:
+                remaining -= len(entries)
+
+    def get(self, key: str) -> RecordedEvent | None:
+        position = self._call(self.client.hget, self.names.keys, key)
+        return None if position is None else self._call(self._entry, int(position))
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, RecordedEvent]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        return dict(self._call(self._get_many, keys))
+
+    def _get_many(self, keys: list[str]) -> list[tuple[str, RecordedEvent]]:
+        positions = self.client.hmget(self.names.keys, keys)
+        found = [(key, int(p)) for key, p in zip(keys, positions, strict=True) if p is not None]
+        pipe = self.client.pipeline(transaction=False)
+        for _, position in found:
+            entry_id = f"{position}-1"
+            pipe.xrange(self.names.stream, entry_id, entry_id)
+        return [(key, _record(*entries[0])) for (key, _), entries in zip(found, pipe.execute(), strict=True)]
+
+    def _entry(self, position: int) -> RecordedEvent | None:
+        entry_id = f"{position}-1"
+        entries = self.client.xrange(self.names.stream, entry_id, entry_id)
+        return _record(*entries[0]) if entries else None
+
+    def head(self) -> int:
+        position = self._call(self.client.hget, self.names.head, "position")
+        return int(position or 0)
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+
+def _invoke(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def _script_args(head: int, records: list[RecordedEvent]) -> list[Any]:
+    args: list[Any] = [head, records[-1].position]
+    for r in records:
+        key = "" if r.key is None else "=" + r.key
+        args += (f"{r.position}-1", key, r.type, r.version, r.payload, r.recorded_at, r.hash)
+    return args
