@@ -21,14 +21,16 @@ from stagebus.store.base import (
 
 
 class MemoryEventStore(EventStore):
-    def __init__(self, clock: Callable[[], str] = utc_now) -> None:
+    def __init__(self, clock: Callable[[], str] = utc_now, *, readonly: bool = False) -> None:
         self.url = "memory://"
+        self.readonly = readonly
         self._clock = clock
         self._lock = threading.Lock()
         self._records: list[RecordedEvent] = []
         self._keys: dict[str, int] = {}
 
     def append(self, events: Sequence[Event]) -> list[Appended]:
+        self._refuse_if_readonly()
         check_batch(events)
         with self._lock:
             taken = {e.key: self._keys[e.key] for e in events if e.key in self._keys}

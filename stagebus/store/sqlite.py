@@ -75,8 +75,9 @@ def connect(path: Path, *, readonly: bool = False, busy_timeout_s: float = 10.0)
 
 
 class SqliteEventStore(EventStore):
-    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False, busy_timeout_s: float = 10.0) -> None:
         self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
         self.url = f"sqlite:///{self.path}"
         self.readonly = readonly
         self._local = threading.local()
@@ -94,7 +95,7 @@ class SqliteEventStore(EventStore):
         # One connection per thread: sqlite3 connections must not interleave transactions.
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.path, readonly=self.readonly)
+            conn = connect(self.path, readonly=self.readonly, busy_timeout_s=self.busy_timeout_s)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
