@@ -1,0 +1,112 @@
+"""The relay: log → bus. Enqueues each stage task whose gate is open, and reconciles.
+
+Every new event names the run it touches; the relay re-derives that run's ready tasks from the
+projections and sends those it has not sent recently. A periodic full pass does the same for
+every run, which is how a lost broker message, a dead worker or a restarted pipeline is healed:
+the broker is a transport, never the source of truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from stagebus.actors.gate import TaskRef
+from stagebus.actors.lease import Lease
+from stagebus.actors.pipeline import PipelineRegistry
+from stagebus.actors.readiness import ready_tasks
+from stagebus.errors import InvalidInput, StoreUnavailable
+from stagebus.events import StageFailed
+from stagebus.store import EventStore
+
+log = logging.getLogger("stagebus.relay")
+
+
+class Relay:
+    def __init__(
+        self,
+        store: EventStore,
+        projections: Any,
+        pipelines: PipelineRegistry,
+        send: Callable[[TaskRef, str], None],
+        *,
+        lease: Lease | None = None,
+        reconcile_every_s: float = 5.0,
+        redelivery_s: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.projections = projections
+        self.pipelines = pipelines
+        self.send = send
+        self.lease = lease
+        self.reconcile_every_s = reconcile_every_s
+        self.redelivery_s = redelivery_s
+        self.position = 0
+        self._sent: dict[TaskRef, float] = {}
+        self._last_reconcile = 0.0
+        self.enqueued = 0
+
+    def step(self) -> int:
+        """One pass: catch up, route new events, reconcile when due. Returns tasks sent."""
+        if self.lease is not None and not self.lease.acquire():
+            self._sent.clear()  # a standby knows nothing of what the leader sent
+            return 0
+        self.projections.catch_up(self.store)
+        head = self.store.head()
+        now = time.monotonic()
+        if now - self._last_reconcile >= self.reconcile_every_s or self.position == 0:
+            runs = [r.run_id for r in self.projections.runs()]
+            self._last_reconcile = now
+        else:
+            runs = sorted({rid for rid in self._touched_runs(head) if rid})
+        self.position = head
+        sent = sum(self._reconcile_run(run_id, now) for run_id in runs)
+        self.enqueued += sent
+        return sent
+
+    def _touched_runs(self, head: int) -> set[str]:
+        touched = set()
+        for record in self.store.read(after=self.position, limit=head - self.position):
+            touched.add(getattr(record.event(), "run_id", ""))
+        return touched
+
+    def _reconcile_run(self, run_id: str, now: float) -> int:
+        run = self.projections.run(run_id)
+        if run is None:
+            return 0
+        try:
+            pipeline = self.pipelines.get(run.pipeline)
+        except InvalidInput:
+            log.warning("run %s uses pipeline %r, which this relay does not know", run_id, run.pipeline)
+            return 0
+        if self.projections.pipeline_status(pipeline.name) != "active":
+            return 0  # a stopped pipeline's ready tasks are held until it starts again
+        readiness = ready_tasks(run, pipeline, local_idle=False)
+        for task in readiness.exhausted:
+            attempts = run.tasks[(task.stage, task.partition)].attempts
+            self.store.append_one(StageFailed(
+                run_id=task.run_id, stage=task.stage, partition=task.partition, attempt=attempts,
+                error_type="AttemptsExhausted", message=f"{attempts} attempts died before finishing", final=True,
+            ))
+        sent = 0
+        for task in readiness.ready:
+            if now - self._sent.get(task, -1e18) < self.redelivery_s:
+                continue
+            self.send(task, pipeline.name)
+            self._sent[task] = now
+            sent += 1
+        return sent
+
+    def run_forever(self, stop: threading.Event, poll_s: float = 0.2) -> None:
+        while not stop.is_set():
+            try:
+                if self.step() == 0:
+                    stop.wait(poll_s)
+            except StoreUnavailable as exc:
+                log.warning("store unavailable, retrying: %s", exc)
+                stop.wait(1.0)
+        if self.lease is not None:
+            self.lease.release()
