@@ -60,6 +60,11 @@ class StageContext:
     # --- inputs ---------------------------------------------------------------------------
 
     @property
+    def artifact_root(self) -> Path:
+        """The artifact store's root, for stages that publish outside it (serve's snapshots)."""
+        return self._artifacts.root
+
+    @property
     def ingested(self) -> PartitionIngested:
         """The producer's event for this task's partition (partition-scoped tasks only)."""
         if self.partition == RUN_SCOPE:
@@ -114,7 +119,6 @@ class StageContext:
 
     def reject(self, record: Any, error: str, index: int | None = None) -> None:
         """Keep a record that failed, with its error, in the ``rejects`` artifact."""
-        self.records_rejected += 1
         self._write(REJECTS, _JSON.encode({"index": index, "error": error, "record": record}) + b"\n")
 
     def output_path(self, output: str) -> Path:
@@ -125,10 +129,10 @@ class StageContext:
 
     def _write(self, output: str, line: bytes) -> None:
         if self._journal is not None:
+            # Counted when the journal replays it (write_line), so a reject is counted once.
             self._journal.buffer(output, line)
         else:
-            self._pending[output].write(line)
-            self._pending[output].records += 1
+            self.write_line(output, line)
 
     def write_line(self, output: str, line: bytes) -> None:
         """Write already-validated bytes (used when replaying the item journal)."""
