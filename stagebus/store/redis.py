@@ -10,16 +10,17 @@ and the client seals again. Nothing in this module updates or deletes an entry.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from stagebus.errors import InvalidInput, StoreUnavailable
+from stagebus.errors import InvalidInput, StoreError, StoreUnavailable
 from stagebus.events import Event
 from stagebus.store.base import (
     GENESIS_HASH,
@@ -37,10 +38,12 @@ from stagebus.store.retry import ATTEMPTS, retrying
 
 # Attempts at sealing a batch on a head other appenders keep moving; each costs one round trip.
 CONTENTION_ATTEMPTS = 100
-# Construction pings with a short budget so a wrong URL comes back to the CLI in ~2 s.
-CONNECT_ATTEMPTS = 3
-CONNECT_TIMEOUT_S = 0.75
-SOCKET_TIMEOUT_S = 30.0
+# Opening probes with a short budget so a wrong URL comes back to the CLI in ~2-3 s.
+PROBE_ATTEMPTS = 3
+PROBE_TIMEOUT_S = 0.75
+CONNECT_TIMEOUT_S = 2.0
+# Longer than any one command takes (a 5,000-event script runs in ~50 ms); a hung server is retried.
+SOCKET_TIMEOUT_S = 10.0
 
 # KEYS: stream, keys hash, head hash.
 # ARGV: expected head position, new head position, then 7 per event: stream id, key ("" for
@@ -86,33 +89,52 @@ return {'ok'}
 
 def is_transient(exc: BaseException) -> bool:
     """Failures a later attempt can fix: lost connections, a loading server, a demoted primary."""
+    # redis-py files a refused password under ConnectionError; no retry will fix that one.
+    if isinstance(exc, redis.AuthenticationError | redis.exceptions.AuthorizationError):
+        return False
     # BusyLoadingError is a ConnectionError; ReadOnlyError comes from a replica after failover.
     return isinstance(exc, redis.ConnectionError | redis.TimeoutError | redis.exceptions.ReadOnlyError)
 
 
 def redacted(url: str) -> str:
-    """The URL with any password removed, fit for messages and logs."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user = parts.username or ""
-        netloc = f"{user}:***@{netloc.rpartition('@')[2]}"
-    query = urlencode([(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """The URL with any password replaced by ``***``, fit for messages and logs."""
+    password = urlsplit(url).password
+    if password:
+        url = url.replace(f":{password}@", ":***@", 1)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
 
 
-def client_for(url: str) -> redis.Redis:
+def client_for(url: str, timeout_s: float = SOCKET_TIMEOUT_S) -> redis.Redis:
     """A redis-py client for ``url`` that does not retry by itself: the store's own retries know
     which writes may already have landed, redis-py's would blindly send a script twice."""
     try:
         return redis.Redis.from_url(
             url,
             retry=Retry(NoBackoff(), 0),
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=min(CONNECT_TIMEOUT_S, timeout_s),
+            socket_timeout=timeout_s,
         )
     except ValueError as exc:
         raise InvalidInput(f"bad redis URL {redacted(url)!r}: {exc}") from None
+
+
+def probe(url: str) -> None:
+    """Ping ``url`` on a short budget; :class:`StoreUnavailable` when nothing answers in time,
+    :class:`StoreError` when something answers that will not serve us (a wrong password, not
+    a Redis at all)."""
+    client = client_for(url, timeout_s=PROBE_TIMEOUT_S)
+    address = address_of(client)
+    try:
+        retrying(is_transient, f"cannot reach redis at {address}", PROBE_ATTEMPTS)(client.ping)()
+    except redis.RedisError as exc:
+        raise StoreError(f"redis at {address} refused us: {one_line(exc)}") from exc
+    finally:
+        client.close()
+
+
+def one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def address_of(client: Any) -> str:
@@ -159,20 +181,24 @@ class RedisEventStore(EventStore):
         self._script_keys = [self.names.stream, self.names.keys, self.names.head]
         # The head this handle last saw; a wrong guess costs one "stale" reply, not an error.
         self._head_hint: tuple[int, str] | None = None
-        self._call: Callable[..., Any] = retrying(
+        self._retried: Callable[..., Any] = retrying(
             is_transient, f"cannot reach redis at {self.address}", attempts
         )(_invoke)
 
     @classmethod
     def from_url(cls, url: str, readonly: bool = False, namespace: str = "stagebus",
                  attempts: int = ATTEMPTS) -> RedisEventStore:
-        """Connect and ping; :class:`StoreUnavailable` after a short budget if nothing answers."""
-        client = client_for(url)
-        retrying(is_transient, f"cannot reach redis at {address_of(client)}", CONNECT_ATTEMPTS)(
-            client.ping
-        )()
-        return cls(client, namespace=namespace, readonly=readonly, url=redacted(url),
+        """Check the server answers (see :func:`probe`), then open the log on it."""
+        probe(url)
+        return cls(client_for(url), namespace=namespace, readonly=readonly, url=redacted(url),
                    attempts=attempts, owns_client=True)
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` with transient failures retried and Redis's own errors translated."""
+        try:
+            return self._retried(fn, *args)
+        except redis.RedisError as exc:  # not transient: a full server, a key of another type
+            raise StoreError(f"redis at {self.address} failed: {one_line(exc)}") from exc
 
     # --- writing ---------------------------------------------------------------------------
 
