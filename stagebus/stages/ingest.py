@@ -1,0 +1,62 @@
+"""ingest: keep the raw partition as published, verified, and parse it into records.
+
+The producer's ``PartitionIngested`` event carries the file's sha256 and size. ingest copies the
+file into its own ``raw`` output while hashing it, so what is verified is exactly what is kept
+and parsed (a file changed after publishing cannot slip through between a check and a read).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from stagebus.actors.context import StageContext
+from stagebus.actors.contract import stage
+from stagebus.errors import PermanentStageError
+from stagebus.stages.parsing import dialect_of, parse
+from stagebus.stages.records import IndexedRecord, RawMetadata, RawPayload
+
+_BLOCK = 1 << 20
+
+
+@stage("ingest", outputs={"raw": RawPayload, "metadata": RawMetadata, "records": IndexedRecord})
+def ingest(ctx: StageContext) -> None:
+    event = ctx.ingested
+    dialect = dialect_of(event.uri, event.metadata)
+    raw = ctx.output_path("raw")
+    digest, size = copy_hashing(ctx.source_path(), raw)
+    if digest != event.content_hash:
+        raise PermanentStageError(
+            f"partition {event.ref}: {event.uri} has sha256 {digest}, the producer published "
+            f"{event.content_hash}: the file changed after it was published"
+        )
+    if size != event.size:
+        raise PermanentStageError(f"partition {event.ref}: {event.uri} has {size} bytes, published {event.size}")
+
+    parsed = rejected = 0
+    with raw.open("rb") as fh:
+        for row in parse(fh, dialect):
+            ctx.count_in()
+            if row.record is None:
+                ctx.reject(row.raw, row.error or "malformed row", index=row.index)
+                rejected += 1
+            else:
+                ctx.emit("records", IndexedRecord(index=row.index, record=row.record))
+                parsed += 1
+    ctx.emit("metadata", RawMetadata(
+        dataset=event.dataset, partition=event.partition, uri=event.uri, content_hash=digest, size=size,
+        format=dialect.format, metadata=dict(sorted(event.metadata.items())),
+        schema_version=event.schema_version, records=parsed, rejected=rejected,
+    ))
+
+
+def copy_hashing(source: Path, target: Path) -> tuple[str, int]:
+    """Copy ``source`` to ``target``; return the sha256 and size of the bytes copied."""
+    digest, size = hashlib.sha256(), 0
+    with source.open("rb") as src, target.open("wb") as dst:
+        while block := src.read(_BLOCK):
+            digest.update(block)
+            dst.write(block)
+            size += len(block)
+    return digest.hexdigest(), size
+

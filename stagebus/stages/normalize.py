@@ -1,0 +1,278 @@
+"""normalize: configurable processors applied to every record, in order.
+
+Configured as a list of processors, each tagged by ``op``::
+
+    {"processors": [
+        {"op": "rename", "fields": {"Name": "name"}},
+        {"op": "cast", "fields": {"age": "int", "joined": "date"}},
+        {"op": "require", "fields": ["name"]},
+        {"op": "default", "values": {"country": "unknown"}}]}
+
+A record a processor refuses goes to ``rejects`` with its index and the processor's error; the
+others continue. Records are processed in chunks through ``ctx.items``, so a retried task
+resumes after the last chunk it finished. Processors act on top-level fields; a missing value
+(absent, ``null`` or ``""``) is left alone by every processor but ``require`` and ``default``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date, datetime
+from itertools import islice
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from stagebus.actors.context import StageContext
+from stagebus.actors.contract import stage
+from stagebus.stages.records import IndexedRecord
+
+
+class RecordError(ValueError):
+    """This record cannot be normalized; the message says which field and why."""
+
+
+class _Processor(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _StringOp(_Processor):
+    fields: list[str] | None = None  # None: every string field
+
+
+class Rename(_Processor):
+    op: Literal["rename"]
+    fields: dict[str, str] = Field(min_length=1)  # old name -> new name
+
+    @field_validator("fields")
+    @classmethod
+    def _distinct(cls, value: dict[str, str]) -> dict[str, str]:
+        targets = list(value.values())
+        clash = sorted({t for t in targets if targets.count(t) > 1})
+        if clash:
+            raise ValueError(f"several fields are renamed to {', '.join(clash)}")
+        return value
+
+
+class Cast(_Processor):
+    op: Literal["cast"]
+    fields: dict[str, Literal["int", "float", "bool", "date"]] = Field(min_length=1)
+    date_formats: list[str] = ["%Y-%m-%d"]  # strptime formats tried after ISO 8601
+
+
+class Whitespace(_StringOp):
+    """Strip the ends and collapse every run of whitespace to one space."""
+
+    op: Literal["whitespace"]
+
+
+class Nfc(_StringOp):
+    op: Literal["nfc"]
+
+
+class Lowercase(_StringOp):
+    op: Literal["lowercase"]
+
+
+class Drop(_Processor):
+    op: Literal["drop"]
+    fields: list[str] = Field(min_length=1)
+
+
+class Require(_Processor):
+    op: Literal["require"]
+    fields: list[str] = Field(min_length=1)
+
+
+class MaxLength(_StringOp):
+    op: Literal["max_length"]
+    limit: int = Field(ge=1)
+    action: Literal["reject", "truncate"] = "reject"
+
+
+class Default(_Processor):
+    op: Literal["default"]
+    values: dict[str, Any] = Field(min_length=1)
+
+
+Processor = Annotated[
+    Rename | Cast | Whitespace | Nfc | Lowercase | Drop | Require | MaxLength | Default,
+    Field(discriminator="op"),
+]
+
+
+def _default_processors() -> list[Processor]:
+    return [Nfc(op="nfc"), Whitespace(op="whitespace")]
+
+
+class NormalizeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    processors: list[Processor] = Field(default_factory=_default_processors)
+    chunk_size: int = Field(default=1000, ge=1, le=1_000_000)  # records per resumable item
+
+
+@stage("normalize", after=["ingest"], outputs={"records": IndexedRecord}, config=NormalizeConfig)
+def normalize(ctx: StageContext) -> None:
+    config: NormalizeConfig = ctx.config  # type: ignore[assignment]
+    steps = [compile_processor(p) for p in config.processors]
+    chunks = enumerate(_chunks(ctx.read("ingest", "records"), config.chunk_size))
+    for _, chunk in ctx.items(chunks, key=lambda numbered: str(numbered[0])):
+        for row in chunk:
+            try:
+                record = apply(steps, row["record"])
+            except RecordError as exc:
+                ctx.reject(row["record"], str(exc), index=row["index"])
+                continue
+            ctx.emit("records", IndexedRecord(index=row["index"], record=record))
+
+
+def apply(steps: list[Callable[[dict[str, Any]], None]], record: dict[str, Any]) -> dict[str, Any]:
+    out = dict(record)
+    for step in steps:
+        step(out)
+    return out
+
+
+def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    it = iter(rows)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+# --- processors ---------------------------------------------------------------------------
+
+_SPACES = re.compile(r"\s+")
+_INT = re.compile(r"[+-]?\d+")
+_TRUE = frozenset({"true", "t", "yes", "y", "1", "on"})
+_FALSE = frozenset({"false", "f", "no", "n", "0", "off"})
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value == ""
+
+
+def compile_processor(p: Processor) -> Callable[[dict[str, Any]], None]:
+    match p:
+        case Rename():
+            return lambda r: _rename(r, p.fields)
+        case Cast():
+            return lambda r: _cast(r, p)
+        case Whitespace():
+            return _strings(p.fields, lambda s: _SPACES.sub(" ", s).strip())
+        case Nfc():
+            return _strings(p.fields, lambda s: unicodedata.normalize("NFC", s))
+        case Lowercase():
+            return _strings(p.fields, str.lower)
+        case Drop():
+            return lambda r: _drop(r, p.fields)
+        case Require():
+            return lambda r: _require(r, p.fields)
+        case MaxLength():
+            return lambda r: _max_length(r, p)
+        case Default():
+            return lambda r: r.update({k: v for k, v in p.values.items() if _missing(r.get(k))})
+    raise TypeError(f"unknown processor {p!r}")
+
+
+def _strings(fields: list[str] | None, fn: Callable[[str], str]) -> Callable[[dict[str, Any]], None]:
+    def step(record: dict[str, Any]) -> None:
+        for name in fields if fields is not None else list(record):
+            value = record.get(name)
+            if isinstance(value, str):
+                record[name] = fn(value)
+
+    return step
+
+
+def _rename(record: dict[str, Any], fields: dict[str, str]) -> None:
+    moved = {new: record.pop(old) for old, new in fields.items() if old in record}
+    record.update(moved)
+
+
+def _drop(record: dict[str, Any], fields: list[str]) -> None:
+    for name in fields:
+        record.pop(name, None)
+
+
+def _require(record: dict[str, Any], fields: list[str]) -> None:
+    absent = [f for f in fields if _missing(record.get(f))]
+    if absent:
+        raise RecordError(f"require: missing {', '.join(repr(f) for f in absent)}")
+
+
+def _max_length(record: dict[str, Any], p: MaxLength) -> None:
+    for name in p.fields if p.fields is not None else list(record):
+        value = record.get(name)
+        if isinstance(value, str) and len(value) > p.limit:
+            if p.action == "reject":
+                raise RecordError(f"max_length: field {name!r} has {len(value)} characters, the limit is {p.limit}")
+            record[name] = value[: p.limit]
+
+
+def _cast(record: dict[str, Any], p: Cast) -> None:
+    for name, kind in p.fields.items():
+        value = record.get(name)
+        if _missing(value):
+            if name in record:
+                record[name] = None
+            continue
+        try:
+            record[name] = _CASTS[kind](value, p)
+        except (ValueError, TypeError, OverflowError):
+            raise RecordError(f"cast: field {name!r}: {value!r} is not {'an' if kind == 'int' else 'a'} {kind}") \
+                from None
+
+
+def _to_int(value: Any, _: Cast) -> int:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _INT.fullmatch(value.strip()):
+        return int(value.strip())
+    raise ValueError(value)
+
+
+def _to_float(value: Any, _: Cast) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(value)
+    number = float(value)
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError(value)  # not representable in JSON
+    return number
+
+
+def _to_bool(value: Any, _: Cast) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(value)
+
+
+def _to_date(value: Any, p: Cast) -> str:
+    if not isinstance(value, str):
+        raise ValueError(value)
+    text = value.strip()
+    try:
+        return (datetime.fromisoformat(text).date() if "T" in text or " " in text
+                else date.fromisoformat(text)).isoformat()
+    except ValueError:
+        pass
+    for fmt in p.date_formats:
+        try:
+            return datetime.strptime(text, fmt).date().isoformat()
+        except ValueError:
+            continue
+    raise ValueError(value)
+
+
+_CASTS: dict[str, Callable[[Any, Cast], Any]] = {"int": _to_int, "float": _to_float, "bool": _to_bool,
+                                                 "date": _to_date}

@@ -1,0 +1,213 @@
+"""Reading a raw partition (CSV or JSON lines) into records, one error per malformed row.
+
+A malformed row never stops the file: it comes out as a :class:`Row` with an ``error`` and the
+row's raw text, and parsing goes on with the next row. Only a file that cannot be read at all
+(unknown format or encoding, a broken CSV header) raises :class:`PermanentStageError`.
+
+Row numbers (``Row.index``) are 1-based line numbers of the row's first line in the file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, BinaryIO, Literal, NamedTuple
+from urllib.parse import urlparse
+
+import msgspec
+
+from stagebus.errors import PermanentStageError
+
+Format = Literal["csv", "jsonl"]
+EXTENSIONS: dict[str, Format] = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# A quoted CSV field may span lines; past this many, an unclosed quote is taken to be broken
+# quoting rather than a very long field, so one stray quote cannot swallow the rest of a file.
+MAX_ROW_LINES = 1000
+_JSON = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    index: int
+    record: dict[str, Any] | None  # None when the row is malformed
+    error: str | None = None
+    raw: str = ""
+
+
+class Dialect(NamedTuple):
+    format: Format
+    delimiter: str = ","
+    encoding: str = "utf-8"
+
+
+def dialect_of(uri: str, metadata: Mapping[str, str]) -> Dialect:
+    """The partition's format from its URI's extension; ``format``/``delimiter``/``encoding``
+    metadata keys override. Raises :class:`PermanentStageError` when it cannot be told."""
+    suffix = PurePosixPath(urlparse(uri).path).suffix.lower()
+    fmt = metadata.get("format", "").lower() or EXTENSIONS.get(suffix)
+    if fmt not in ("csv", "jsonl"):
+        raise PermanentStageError(
+            f"cannot tell the format of {uri!r}: name it .csv, .tsv, .jsonl or .ndjson, "
+            "or publish it with metadata format=csv|jsonl"
+        )
+    delimiter = metadata.get("delimiter", "\t" if suffix == ".tsv" else ",")
+    if len(delimiter) != 1 or delimiter in "\"\r\n":
+        raise PermanentStageError(f"metadata delimiter {delimiter!r} must be one character other than a quote")
+    encoding = metadata.get("encoding", "utf-8")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise PermanentStageError(f"metadata encoding {encoding!r} is not a known text encoding") from None
+    return Dialect(fmt, delimiter, encoding)  # type: ignore[arg-type]
+
+
+def parse(fh: BinaryIO, dialect: Dialect) -> Iterator[Row]:
+    if dialect.format == "jsonl":
+        return parse_jsonl(fh, dialect.encoding)
+    return parse_csv(fh, dialect.delimiter, dialect.encoding)
+
+
+def _lines(fh: BinaryIO, encoding: str) -> Iterator[tuple[int, str | None, bytes]]:
+    """(line number, decoded text or None when undecodable, raw bytes) without line endings."""
+    for number, raw in enumerate(fh, start=1):
+        raw = raw.rstrip(b"\r\n")
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        try:
+            text: str | None = raw.decode(encoding)
+        except UnicodeDecodeError:
+            text = None
+        yield number, text, raw
+
+
+def _shown(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def parse_jsonl(fh: BinaryIO, encoding: str = "utf-8") -> Iterator[Row]:
+    for number, text, raw in _lines(fh, encoding):
+        if text is None:
+            yield Row(number, None, f"line {number}: text is not valid {encoding}", _shown(raw))
+        elif not text.strip():
+            continue
+        else:
+            try:
+                value = _JSON.decode(text)
+            except msgspec.DecodeError as exc:
+                yield Row(number, None, f"line {number}: invalid JSON: {exc}", text)
+                continue
+            if isinstance(value, dict):
+                yield Row(number, value)
+            else:
+                yield Row(number, None, f"line {number}: a record must be a JSON object, not {_json_kind(value)}",
+                          text)
+
+
+def _json_kind(value: object) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
+
+
+def parse_csv(fh: BinaryIO, delimiter: str = ",", encoding: str = "utf-8") -> Iterator[Row]:
+    lines = _PushbackLines(_lines(fh, encoding))
+    header = _header(lines, delimiter, encoding)
+    if header is None:
+        return
+    for first, block in lines.rows():
+        number, text, raw = first
+        if block is None:
+            shown = _shown(raw) if text is None else text
+            yield Row(number, None, f"line {number}: broken quoting (a quoted field is never closed)", shown)
+            continue
+        decoded = [t is not None for _, t, _ in block]
+        joined = "\n".join(t if t is not None else _shown(r) for _, t, r in block)
+        if not joined.strip():
+            continue
+        fields, error = _split(joined, delimiter)
+        if error is not None and len(block) > 1:
+            # A stray quote made us join lines that are separate rows: refuse only the first.
+            lines.push_back(block[1:])
+            yield Row(number, None, f"line {number}: broken quoting: {error}", text or _shown(raw))
+        elif error is not None:
+            yield Row(number, None, f"line {number}: broken quoting: {error}", joined)
+        elif not all(decoded):
+            yield Row(number, None, f"line {number}: text is not valid {encoding}", joined)
+        elif len(fields) != len(header):
+            yield Row(number, None, f"line {number}: {len(fields)} fields, the header has {len(header)}", joined)
+        else:
+            yield Row(number, dict(zip(header, fields, strict=True)))
+
+
+def _header(lines: _PushbackLines, delimiter: str, encoding: str) -> list[str] | None:
+    for number, text, _ in lines:
+        if text is None:
+            raise PermanentStageError(f"CSV header (line {number}) is not valid {encoding}")
+        if not text.strip():
+            continue
+        fields, error = _split(text, delimiter)
+        if error is not None:
+            raise PermanentStageError(f"CSV header (line {number}) cannot be read: {error}")
+        names = [f.strip() for f in fields]
+        for position, name in enumerate(names, start=1):
+            if not name:
+                raise PermanentStageError(f"CSV header (line {number}): column {position} has no name")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise PermanentStageError(f"CSV header (line {number}) repeats column(s) {', '.join(duplicates)}")
+        return names
+    return None
+
+
+def _split(text: str, delimiter: str) -> tuple[list[str], str | None]:
+    """One CSV row's fields, or the reason it is not exactly one well-quoted row."""
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        return [], str(exc)
+    if len(rows) != 1:
+        return [], "a quote inside an unquoted field"
+    return rows[0], None
+
+
+Line = tuple[int, str | None, bytes]
+
+
+class _PushbackLines:
+    """Lines with push-back, grouped into CSV rows by quote balance."""
+
+    def __init__(self, lines: Iterable[Line]) -> None:
+        self._lines = iter(lines)
+        self._back: deque[Line] = deque()
+
+    def __iter__(self) -> Iterator[Line]:
+        return self
+
+    def __next__(self) -> Line:
+        return self._back.popleft() if self._back else next(self._lines)
+
+    def push_back(self, lines: list[Line]) -> None:
+        self._back.extendleft(reversed(lines))
+
+    def rows(self) -> Iterator[tuple[Line, list[Line] | None]]:
+        """(first line, every line of the row), or (first line, None) when its quote never closes.
+
+        Quotes are counted in the raw bytes, so an undecodable line still has a known extent.
+        """
+        for first in self:
+            block, quotes = [first], first[2].count(b'"')
+            while quotes % 2 and len(block) < MAX_ROW_LINES:
+                nxt = next(self, None)
+                if nxt is None:
+                    break
+                block.append(nxt)
+                quotes += nxt[2].count(b'"')
+            if quotes % 2:
+                self.push_back(block[1:])
+                yield first, None
+            else:
+                yield first, block
