@@ -64,7 +64,7 @@ class EmbeddedRunner:
         self._lock = threading.Lock()
         self._report = RunReport()
         self._only_stages: Collection[str] | None = None
-        self._pipeline_of: dict[str, str] = {}
+        self._worker: dramatiq.Worker | None = None
         self.broker: StubBroker = make_broker("memory")  # type: ignore[assignment]
         self.executor = Executor(store, self.artifacts, pipelines, lookups=projections, telemetry=telemetry,
                                  on_complete=self._enqueue_downstream, on_progress=on_progress)
@@ -77,22 +77,32 @@ class EmbeddedRunner:
         """Process every ready task of ``run_ids`` (default: every run) until none is ready."""
         self._report = RunReport(swept=self.artifacts.sweep())
         self._only_stages = only_stages
-        worker = dramatiq.Worker(self.broker, worker_threads=self.workers, worker_timeout=20)
-        worker.start()
-        try:
-            for _ in range(MAX_ROUNDS):
-                if not self._enqueue_ready(run_ids):
-                    break
-                for queue in self.actors.queues:
-                    self.broker.join(queue, fail_fast=False)
-                worker.join()
-        finally:
-            worker.stop()
+        if self._worker is None:
+            self._worker = dramatiq.Worker(self.broker, worker_threads=self.workers, worker_timeout=20)
+            self._worker.start()
+        for _ in range(MAX_ROUNDS):
+            if not self._enqueue_ready(run_ids):
+                break
+            for queue in self.actors.queues:
+                self.broker.join(queue, fail_fast=False)
+            self._worker.join()
         self._collect_failures(run_ids)
         return self._report
 
+    def close(self) -> None:
+        """Stop the worker threads. The runner cannot run again afterwards."""
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+
+    def __enter__(self) -> EmbeddedRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _enqueue_ready(self, run_ids: Collection[str] | None) -> int:
-        self.projections.catch_up(self.store)
+        self.projections.catch_up()
         sent = 0
         for run in self._runs(run_ids):
             pipeline = self.pipelines.get(run.pipeline)
@@ -103,14 +113,13 @@ class EmbeddedRunner:
                 self._give_up(task, run.tasks[(task.stage, task.partition)].attempts)
                 sent += 1  # the ledger changed: look again
             for task in readiness.ready:
-                self._pipeline_of[task.run_id] = pipeline.name
                 self.actors.send(task, pipeline.name)
                 sent += 1
         return sent
 
     def _runs(self, run_ids: Collection[str] | None) -> list[Any]:
         if run_ids is None:
-            return list(self.projections.runs())
+            run_ids = [info.run_id for info in self.projections.runs()]
         runs = [self.projections.run(run_id) for run_id in run_ids]
         return [r for r in runs if r is not None]
 
@@ -140,7 +149,7 @@ class EmbeddedRunner:
             self.on_outcome(task, outcome)
 
     def _collect_failures(self, run_ids: Collection[str] | None) -> None:
-        self.projections.catch_up(self.store)
+        self.projections.catch_up()
         for run in self._runs(run_ids):
             for (stage, ref), state in sorted(run.tasks.items()):
                 if state.status == "failed":

@@ -54,7 +54,7 @@ class Relay:
         if self.lease is not None and not self.lease.acquire():
             self._sent.clear()  # a standby knows nothing of what the leader sent
             return 0
-        self.projections.catch_up(self.store)
+        self.projections.catch_up()
         head = self.store.head()
         now = time.monotonic()
         if now - self._last_reconcile >= self.reconcile_every_s or self.position == 0:

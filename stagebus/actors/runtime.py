@@ -71,7 +71,7 @@ class StageActors:
     def _handler(self, stage: str):  # type: ignore[no-untyped-def]
         executor = self.executor
 
-        def run_stage(run_id: str, partition: str, pipeline: str) -> str:
+        def run_stage(run_id: str, partition: str, pipeline: str) -> None:
             message = CurrentMessage.get_current_message()
             retries = message.options.get("retries", 0) if message else 0
             max_retries = self.pipelines.get(pipeline)[stage].contract.retry.max_retries
@@ -79,7 +79,7 @@ class StageActors:
             outcome = executor.execute(task, pipeline, attempt=retries + 1, final=retries >= max_retries)
             if self.on_outcome is not None:
                 self.on_outcome(task, outcome)
-            return outcome.value
+
 
         run_stage.__name__ = f"stage_{stage}"
         return run_stage
