@@ -61,8 +61,11 @@ class ReferenceRun:
     def seal(self) -> None:
         self.store.append_one(RunSealed(run_id=self.run_id, partitions=tuple(self.refs)))
 
-    def execute(self, stage: str, partition: str = RUN_SCOPE) -> Outcome:
-        return self.executor.execute(TaskRef(self.run_id, stage, partition), self.pipeline.name)
+    def task(self, stage: str, partition: str = RUN_SCOPE) -> TaskRef:
+        return TaskRef(self.run_id, stage, partition)
+
+    def execute(self, stage: str, partition: str = RUN_SCOPE, *, attempt: int = 1, final: bool = True) -> Outcome:
+        return self.executor.execute(self.task(stage, partition), self.pipeline.name, attempt=attempt, final=final)
 
     def run_partition_stages(self, stages: tuple[str, ...] = PARTITION_STAGES) -> None:
         for ref in self.refs:

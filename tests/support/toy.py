@@ -1,7 +1,8 @@
 """A small pipeline for runtime tests: load (partition) → double (partition) → total (run).
 
 Source files are JSON lines ``{"n": int}``; a record may carry ``"act"`` to misbehave on
-purpose: ``"fail"`` raises a transient error, ``"poison"`` a permanent one, ``"kill"`` SIGKILLs
+purpose (``STAGEBUS_TEST_KILL_AT_CHUNK`` + ``STAGEBUS_TEST_KILL_CHUNK_FLAG`` kill
+``double`` after a chunk): ``"fail"`` raises a transient error, ``"poison"`` a permanent one, ``"kill"`` SIGKILLs
 the process (only when ``STAGEBUS_TEST_KILL`` names a file that exists), ``"slow"`` sleeps.
 """
 
@@ -82,7 +83,7 @@ def double(ctx: StageContext) -> None:
             ctx.emit("numbers", {"n": record["n"] * ctx.config.factor})  # type: ignore[attr-defined]
         CALLS[f"double-chunk-{number}"] = CALLS.get(f"double-chunk-{number}", 0) + 1
         if os.environ.get("STAGEBUS_TEST_KILL_AT_CHUNK") == str(number):
-            flag = os.environ.get("STAGEBUS_TEST_KILL")
+            flag = os.environ.get("STAGEBUS_TEST_KILL_CHUNK_FLAG")
             if flag and Path(flag).exists():
                 Path(flag).unlink()
                 os.kill(os.getpid(), signal.SIGKILL)
