@@ -13,16 +13,16 @@ from typing import Any
 
 from stagebus.actors.contract import StageDefinition
 from stagebus.actors.pipeline import Pipeline
-from stagebus.stages.extract import extract
-from stagebus.stages.index import index
-from stagebus.stages.ingest import ingest
-from stagebus.stages.link import link
-from stagebus.stages.normalize import normalize
-from stagebus.stages.serve import serve
+
+# Modules, not their stage objects, keep the package's names: ``stagebus.stages.normalize`` is
+# the module (its config models, helpers), ``stagebus.stages.normalize.normalize`` the stage.
+from stagebus.stages import extract, index, ingest, link, normalize, serve
 
 REFERENCE_PIPELINE = "reference"
 REFERENCE_VERSION = "1"
-REFERENCE_STAGES: tuple[StageDefinition, ...] = (ingest, normalize, extract, link, index, serve)
+REFERENCE_STAGES: tuple[StageDefinition, ...] = (
+    ingest.ingest, normalize.normalize, extract.extract, link.link, index.index, serve.serve,
+)
 
 
 def build_reference_pipeline(config: Mapping[str, Mapping[str, Any]] | None = None) -> Pipeline:

@@ -23,6 +23,7 @@ from stagebus.stages.serve import read_pointer
 SNIPPET_CHARS = 160
 _WORD = re.compile(r"[^\W_]", re.UNICODE)  # a letter or digit: what the FTS tokenizer keeps
 _SPACES = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # FTS5 reads its query as a C string: NUL would end it
 _RECORD = msgspec.json.Decoder(dict[str, Any])
 
 
@@ -39,7 +40,7 @@ class Hit(msgspec.Struct, frozen=True, kw_only=True):
 
 def match_expression(text: str) -> str | None:
     """The FTS5 query for user text, or None when it has nothing searchable."""
-    words = [w for w in text.split() if _WORD.search(w)]
+    words = [w for w in _CONTROL.sub(" ", text).split() if _WORD.search(w)]
     if not words:
         return None
     return " ".join('"' + w.replace('"', '""') + '"' for w in words)

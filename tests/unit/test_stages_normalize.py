@@ -1,0 +1,171 @@
+"""normalize through the real Executor: processors in order, rejects, config errors, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.reference import ReferenceRun
+
+import stagebus.stages.normalize as normalize_module
+from stagebus.errors import InvalidInput
+from stagebus.stages import build_reference_pipeline
+
+
+def normalized(tmp_path: Path, records: list[dict[str, Any]], processors: list[dict[str, Any]] | None = None,
+               **config: Any) -> ReferenceRun:
+    """Ingest and normalize one JSON-lines partition holding ``records``."""
+    if processors is not None:
+        config["processors"] = processors
+    run = ReferenceRun(tmp_path / "artifacts", config={"normalize": config}).open()
+    source = tmp_path / "data.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    run.publish("data", "p1", source)
+    run.run_partition_stages(("ingest", "normalize"))
+    return run
+
+
+def out(run: ReferenceRun) -> list[dict[str, Any]]:
+    return [r["record"] for r in run.records("normalize", "records", "data/p1")]
+
+
+def rejects(run: ReferenceRun) -> list[dict[str, Any]]:
+    return run.records("normalize", "rejects", "data/p1")
+
+
+def test_default_config_strips_collapses_whitespace_and_applies_nfc(tmp_path: Path) -> None:
+    # Given a string with padding, inner runs of whitespace and a decomposed accent
+    records = [{"name": "  Jose\u0301   da \n Silva ", "n": 3}]
+    # When normalized with no configuration
+    run = normalized(tmp_path, records)
+    # Then the string is trimmed, collapsed and composed; other values untouched
+    assert out(run) == [{"name": "Jos\u00e9 da Silva", "n": 3}]
+
+
+def test_processors_apply_in_order(tmp_path: Path) -> None:
+    # Given a rename followed by a lowercase of the new name
+    processors = [{"op": "rename", "fields": {"Name": "name"}}, {"op": "lowercase", "fields": ["name"]}]
+    # When normalized
+    run = normalized(tmp_path, [{"Name": "ANN"}], processors)
+    # Then the lowercase saw the renamed field
+    assert out(run) == [{"name": "ann"}]
+
+
+def test_cast_converts_int_float_bool_and_date(tmp_path: Path) -> None:
+    # Given string values as a CSV gives them
+    record = {"age": " 42 ", "score": "1.5", "active": "yes", "joined": "2024-03-01", "left": ""}
+    processors = [{"op": "cast", "fields": {"age": "int", "score": "float", "active": "bool",
+                                            "joined": "date", "left": "date"}}]
+    # When cast
+    run = normalized(tmp_path, [record], processors)
+    # Then each has its type, and an empty value becomes null
+    assert out(run) == [{"age": 42, "score": 1.5, "active": True, "joined": "2024-03-01", "left": None}]
+
+
+def test_cast_date_tries_the_configured_formats(tmp_path: Path) -> None:
+    # Given a day-first date and a format for it
+    processors = [{"op": "cast", "fields": {"d": "date"}, "date_formats": ["%d/%m/%Y"]}]
+    # When cast
+    run = normalized(tmp_path, [{"d": "31/12/2023"}], processors)
+    # Then it is an ISO date
+    assert out(run) == [{"d": "2023-12-31"}]
+
+
+def test_record_failing_a_cast_is_rejected_with_index_and_error(tmp_path: Path) -> None:
+    # Given one record whose age is not a number
+    records = [{"age": "7"}, {"age": "seven"}, {"age": "9"}]
+    # When cast to int
+    run = normalized(tmp_path, records, [{"op": "cast", "fields": {"age": "int"}}])
+    # Then it is rejected with its line and why, and the others continue
+    assert rejects(run) == [{"index": 2, "error": "cast: field 'age': 'seven' is not an int",
+                             "record": {"age": "seven"}}]
+    assert out(run) == [{"age": 7}, {"age": 9}]
+
+
+def test_require_rejects_records_missing_a_field(tmp_path: Path) -> None:
+    # Given a record with an empty required field
+    run = normalized(tmp_path, [{"id": "1"}, {"id": ""}], [{"op": "require", "fields": ["id"]}])
+    # Then it is rejected, naming the field
+    assert [r["error"] for r in rejects(run)] == ["require: missing 'id'"]
+
+
+def test_drop_and_default_shape_the_record(tmp_path: Path) -> None:
+    # Given a field to drop and one to default
+    processors = [{"op": "drop", "fields": ["secret"]}, {"op": "default", "values": {"country": "NO"}}]
+    # When normalized
+    run = normalized(tmp_path, [{"secret": "x", "country": None}, {"country": "SE"}], processors)
+    # Then the field is gone and only the missing value got the default
+    assert out(run) == [{"country": "NO"}, {"country": "SE"}]
+
+
+def test_max_length_rejects_or_truncates(tmp_path: Path) -> None:
+    # Given a long value, a rejecting limit on one field and a truncating one on another
+    processors = [{"op": "max_length", "limit": 3, "fields": ["code"]},
+                  {"op": "max_length", "limit": 2, "fields": ["name"], "action": "truncate"}]
+    # When normalized
+    run = normalized(tmp_path, [{"code": "ab", "name": "Annie"}, {"code": "abcd", "name": "B"}], processors)
+    # Then the short code is truncated by name, the long code rejected
+    assert out(run) == [{"code": "ab", "name": "An"}]
+    assert [r["index"] for r in rejects(run)] == [2]
+
+
+def test_unknown_processor_is_a_clear_config_error() -> None:
+    # Given a processor op that does not exist
+    config = {"normalize": {"processors": [{"op": "uppercase"}]}}
+    # When the pipeline is built, Then the error names the stage, the place and the known ops
+    with pytest.raises(InvalidInput, match=r"stage 'normalize' config: processors\.0: .*'uppercase'.*'rename'"):
+        build_reference_pipeline(config)
+
+
+def test_bad_cast_type_is_a_clear_config_error() -> None:
+    # Given a cast to a type normalize does not know
+    config = {"normalize": {"processors": [{"op": "cast", "fields": {"age": "integer"}}]}}
+    # When the pipeline is built, Then the error names the field and the allowed types
+    with pytest.raises(InvalidInput, match=r"processors\.0\.cast\.fields\.age: Input should be 'int'"):
+        build_reference_pipeline(config)
+
+
+def test_misspelled_processor_option_is_refused() -> None:
+    # Given a processor with a typo in its option
+    config = {"normalize": {"processors": [{"op": "whitespace", "feilds": ["name"]}]}}
+    # When the pipeline is built, Then the unknown option is named
+    with pytest.raises(InvalidInput, match=r"whitespace\.feilds: Extra inputs are not permitted"):
+        build_reference_pipeline(config)
+
+
+def test_rejects_inside_chunks_are_counted_once(tmp_path: Path) -> None:
+    # Given three chunks of two records, with one bad record in each of two chunks
+    records = [{"n": "1"}, {"n": "x"}, {"n": "3"}, {"n": "4"}, {"n": "y"}, {"n": "6"}]
+    # When normalized
+    run = normalized(tmp_path, records, [{"op": "cast", "fields": {"n": "int"}}], chunk_size=2)
+    # Then the manifest counts each reject once, and every record in
+    metrics = run.manifest("normalize", "data/p1").metrics
+    assert (metrics.records_in, metrics.records_out, metrics.records_rejected) == (6, 4, 2)
+
+
+def test_retry_resumes_after_the_last_finished_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a normalize task whose third record fails transiently once, with chunks of two records
+    run = ReferenceRun(tmp_path / "artifacts", config={"normalize": {"chunk_size": 2}}).open()
+    source = tmp_path / "data.jsonl"
+    source.write_text("".join(json.dumps({"n": f" {i} "}) + "\n" for i in range(6)))
+    ref = run.publish("data", "p1", source)
+    run.execute("ingest", ref)
+    seen: list[str] = []
+    real_apply = normalize_module.apply
+
+    def flaky_apply(steps, record):  # type: ignore[no-untyped-def]
+        seen.append(record["n"])
+        if record["n"] == " 2 " and seen.count(" 2 ") == 1:
+            raise ConnectionError("lost the disk for a moment")
+        return real_apply(steps, record)
+
+    monkeypatch.setattr(normalize_module, "apply", flaky_apply)
+    with pytest.raises(ConnectionError):
+        run.execute("normalize", ref, attempt=1, final=False)
+    # When the task is retried
+    run.execute("normalize", ref, attempt=2)
+    # Then the first chunk was not processed again, and the output is complete and in order
+    assert seen == [" 0 ", " 1 ", " 2 ", " 2 ", " 3 ", " 4 ", " 5 "]
+    assert out(run) == [{"n": str(i)} for i in range(6)]
