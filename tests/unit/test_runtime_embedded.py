@@ -66,7 +66,7 @@ def test_identical_rerun_runs_nothing_and_says_so(home: Home) -> None:
         toy.publish(home.store, home.root, "r2", parts())
         report = runner.run(["r2"])
     # Then every task was reused and no stage function was called
-    assert report.outcomes == {"reused": 9} and toy.CALLS == calls
+    assert report.outcomes == {"reused": 9} and calls == toy.CALLS
 
 
 def test_transient_failure_retries_then_succeeds(home: Home) -> None:
