@@ -1,0 +1,312 @@
+"""Runs: what each run is (plan, stage subset, lineage, partitions, seal) and how its stage tasks fare.
+
+Stage task status follows the task's latest event, with two rules that keep it honest under
+at-least-once delivery: a manifest (``complete`` / ``reused``) is final, and a final failure is
+undone only by a manifest (a late duplicate's ``StageStarted`` cannot make it ``running`` again).
+Per-stage counts, error rate and latency are computed on read from the task rows, so they are
+never out of step with them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+
+import msgspec
+
+from stagebus.events import (
+    AnyEvent,
+    ManifestWritten,
+    PartitionIngested,
+    PlannedStage,
+    RunOpened,
+    RunSealed,
+    StageFailed,
+    StageStarted,
+)
+from stagebus.projections.base import JSON, decode_plan, decode_strings, to_micros
+from stagebus.store import RecordedEvent
+from stagebus.store.keys import RUN_PARTITIONS_TABLE, RUNS_TABLE, STAGE_TASKS_TABLE
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
+    run_id            TEXT PRIMARY KEY,
+    seq               INTEGER NOT NULL,
+    pipeline          TEXT NOT NULL,
+    pipeline_version  TEXT NOT NULL,
+    config_hash       TEXT NOT NULL,
+    plan              BLOB NOT NULL,
+    stages            BLOB,
+    parent_run_id     TEXT,
+    resume_from       TEXT,
+    opened_at         TEXT NOT NULL,
+    sealed_partitions BLOB,
+    sealed_at         TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {RUN_PARTITIONS_TABLE} (
+    run_id         TEXT NOT NULL,
+    ref            TEXT NOT NULL,
+    dataset        TEXT NOT NULL,
+    partition      TEXT NOT NULL,
+    uri            TEXT NOT NULL,
+    content_hash   TEXT NOT NULL,
+    size           INTEGER NOT NULL,
+    metadata       BLOB NOT NULL,
+    schema_version INTEGER NOT NULL,
+    position       INTEGER NOT NULL,
+    ingested_at    TEXT NOT NULL,
+    PRIMARY KEY (run_id, ref)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {STAGE_TASKS_TABLE} (
+    run_id           TEXT NOT NULL,
+    stage            TEXT NOT NULL,
+    partition        TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    attempts         INTEGER NOT NULL,
+    last_error       TEXT,
+    worker           TEXT NOT NULL,
+    records_in       INTEGER NOT NULL,
+    records_out      INTEGER NOT NULL,
+    records_rejected INTEGER NOT NULL,
+    duration_us      INTEGER NOT NULL,
+    updated_at       TEXT NOT NULL,
+    PRIMARY KEY (run_id, stage, partition)
+) WITHOUT ROWID;
+"""
+
+_DONE = "('complete', 'reused')"
+# One upsert for every stage event, so a batch of them can go in one executemany, in log order.
+# A manifest is final; a final failure yields only to a manifest; otherwise the newest event wins.
+_TASK_EVENT = f"""
+INSERT INTO {STAGE_TASKS_TABLE} (run_id, stage, partition, status, attempts, last_error, worker, records_in,
+                                 records_out, records_rejected, duration_us, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO UPDATE SET
+    status = CASE WHEN status IN {_DONE} THEN status
+                  WHEN excluded.status IN {_DONE} THEN excluded.status
+                  WHEN status = 'failed' THEN status
+                  ELSE excluded.status END,
+    worker = CASE WHEN status IN {_DONE} THEN worker
+                  WHEN excluded.status IN {_DONE} THEN excluded.worker
+                  WHEN status = 'failed' OR excluded.worker = '' THEN worker
+                  ELSE excluded.worker END,
+    last_error = CASE WHEN status IN {_DONE} THEN last_error ELSE coalesce(excluded.last_error, last_error) END,
+    records_in = CASE WHEN status IN {_DONE} THEN records_in ELSE excluded.records_in END,
+    records_out = CASE WHEN status IN {_DONE} THEN records_out ELSE excluded.records_out END,
+    records_rejected = CASE WHEN status IN {_DONE} THEN records_rejected ELSE excluded.records_rejected END,
+    duration_us = CASE WHEN status IN {_DONE} THEN duration_us ELSE excluded.duration_us END,
+    attempts = max(attempts, excluded.attempts),
+    updated_at = excluded.updated_at
+"""
+_INGESTED = f"INSERT OR IGNORE INTO {RUN_PARTITIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+class TaskState(msgspec.Struct, frozen=True, kw_only=True):
+    stage: str
+    partition: str
+    status: str  # running | retrying | complete | reused | failed
+    attempts: int
+    last_error: str | None
+    worker: str
+    records_in: int
+    records_out: int
+    records_rejected: int
+    duration_s: float
+    updated_at: str
+
+
+class StageSummary(msgspec.Struct, frozen=True, kw_only=True):
+    stage: str
+    scope: str
+    selected: bool  # among the run's stages (RunOpened.stages, or the whole plan)
+    expected: int  # ingested partitions for a partition stage, 1 for a run-level one
+    pending: int
+    running: int  # includes retrying
+    retrying: int
+    complete: int
+    reused: int
+    failed: int
+    records_in: int
+    records_rejected: int
+    error_rate: float  # failed / finished tasks
+    latency_mean_s: float  # over tasks that did the work (complete)
+    latency_max_s: float
+    last_activity: str | None
+
+
+class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: str
+    pipeline: str
+    pipeline_version: str
+    config_hash: str
+    plan: tuple[PlannedStage, ...]
+    stages: tuple[str, ...] | None  # the subset to run; None: the whole plan
+    parent_run_id: str | None
+    resume_from: str | None
+    opened_at: str
+    partitions: tuple[str, ...]  # ingested partition refs, in log order
+    sealed: bool
+    sealed_partitions: tuple[str, ...] | None
+    last_activity: str
+    stage_summaries: tuple[StageSummary, ...]
+
+
+class RunState(RunInfo, frozen=True, kw_only=True):
+    tasks: dict[tuple[str, str], TaskState]  # (stage, partition ref) -> state
+
+
+class IngestedPartition(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: str
+    dataset: str
+    partition: str
+    uri: str
+    content_hash: str
+    size: int
+    metadata: dict[str, str]
+    schema_version: int
+    position: int
+    ingested_at: str
+
+
+class RunsProjection:
+    name = "runs"
+    tables: tuple[str, ...] = (RUNS_TABLE, RUN_PARTITIONS_TABLE, STAGE_TASKS_TABLE)
+    schema = SCHEMA
+
+    def __init__(self) -> None:
+        # Rows of the two busiest statements, written in one executemany each by flush().
+        self._ingested: list[tuple[object, ...]] = []
+        self._task_events: list[tuple[object, ...]] = []
+
+    def apply(self, conn: sqlite3.Connection, record: RecordedEvent, event: AnyEvent) -> None:
+        at = record.recorded_at
+        match event:
+            case StageStarted():
+                self._task_events.append((event.run_id, event.stage, event.partition, "running", event.attempt,
+                                          None, event.worker, 0, 0, 0, 0, at))
+            case ManifestWritten():
+                m, metrics = event.manifest, event.manifest.metrics
+                self._task_events.append((event.run_id, event.stage, event.partition, m.status, m.attempt, None,
+                                          m.worker, metrics.records_in, metrics.records_out,
+                                          metrics.records_rejected, to_micros(metrics.duration_s), at))
+            case StageFailed():
+                self._task_events.append((event.run_id, event.stage, event.partition,
+                                          "failed" if event.final else "retrying", event.attempt,
+                                          f"{event.error_type}: {event.message}", "", 0, 0, 0, 0, at))
+            case PartitionIngested():
+                self._ingested.append((event.run_id, event.ref, event.dataset, event.partition, event.uri,
+                                       event.content_hash, event.size, JSON.encode(event.metadata),
+                                       event.schema_version, record.position, at))
+            case RunOpened():
+                conn.execute(
+                    f"INSERT OR IGNORE INTO {RUNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+                    (event.run_id, record.position, event.pipeline, event.pipeline_version, event.config_hash,
+                     JSON.encode(event.plan), None if event.stages is None else JSON.encode(event.stages),
+                     event.parent_run_id, event.resume_from, at),
+                )
+            case RunSealed():
+                self.flush(conn)  # keep writes to the runs table in log order
+                conn.execute(
+                    f"UPDATE {RUNS_TABLE} SET sealed_partitions = ?, sealed_at = ? "
+                    "WHERE run_id = ? AND sealed_partitions IS NULL",
+                    (JSON.encode(event.partitions), at, event.run_id),
+                )
+            case _:
+                pass
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        if self._ingested:
+            conn.executemany(_INGESTED, self._ingested)
+            self._ingested.clear()
+        if self._task_events:
+            conn.executemany(_TASK_EVENT, self._task_events)
+            self._task_events.clear()
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+_RUN_COLUMNS = ("run_id, pipeline, pipeline_version, config_hash, plan, stages, parent_run_id, resume_from, "
+                "opened_at, sealed_partitions, sealed_at")
+_TASK_COLUMNS = ("stage, partition, status, attempts, last_error, worker, records_in, records_out, "
+                 "records_rejected, duration_us, updated_at")
+
+
+def read_runs(conn: sqlite3.Connection) -> list[RunInfo]:
+    """Every run, in the order they were opened."""
+    rows = conn.execute(f"SELECT {_RUN_COLUMNS} FROM {RUNS_TABLE} ORDER BY seq").fetchall()
+    return [_run_info(conn, row, _tasks(conn, row[0])) for row in rows]
+
+
+def read_run(conn: sqlite3.Connection, run_id: str) -> RunState | None:
+    row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM {RUNS_TABLE} WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        return None
+    tasks = _tasks(conn, run_id)
+    info = _run_info(conn, row, tasks)
+    return RunState(**msgspec.structs.asdict(info), tasks={(t.stage, t.partition): t for t in tasks})
+
+
+def read_ingested(conn: sqlite3.Connection, run_id: str) -> list[IngestedPartition]:
+    cursor = conn.execute(
+        f"SELECT run_id, dataset, partition, uri, content_hash, size, metadata, schema_version, position, "
+        f"ingested_at FROM {RUN_PARTITIONS_TABLE} WHERE run_id = ? ORDER BY position",
+        (run_id,),
+    )
+    return [
+        IngestedPartition(run_id=r[0], dataset=r[1], partition=r[2], uri=r[3], content_hash=r[4], size=r[5],
+                          metadata=msgspec.json.decode(r[6], type=dict[str, str]), schema_version=r[7],
+                          position=r[8], ingested_at=r[9])
+        for r in cursor
+    ]
+
+
+def _tasks(conn: sqlite3.Connection, run_id: str) -> list[TaskState]:
+    cursor = conn.execute(
+        f"SELECT {_TASK_COLUMNS} FROM {STAGE_TASKS_TABLE} WHERE run_id = ? ORDER BY stage, partition", (run_id,)
+    )
+    return [
+        TaskState(stage=r[0], partition=r[1], status=r[2], attempts=r[3], last_error=r[4], worker=r[5],
+                  records_in=r[6], records_out=r[7], records_rejected=r[8], duration_s=r[9] / 1_000_000,
+                  updated_at=r[10])
+        for r in cursor
+    ]
+
+
+def _run_info(conn: sqlite3.Connection, row: tuple, tasks: list[TaskState]) -> RunInfo:  # type: ignore[type-arg]
+    run_id = row[0]
+    plan = decode_plan(row[4])
+    stages = decode_strings(row[5])
+    ingested = conn.execute(
+        f"SELECT ref, ingested_at FROM {RUN_PARTITIONS_TABLE} WHERE run_id = ? ORDER BY position", (run_id,)
+    ).fetchall()
+    partitions = tuple(ref for ref, _ in ingested)
+    sealed = decode_strings(row[9])
+    # The run's newest event: computed here rather than updated on every event of the run.
+    moments = [row[8], row[10] or "", *(at for _, at in ingested), *(t.updated_at for t in tasks)]
+    return RunInfo(
+        run_id=run_id, pipeline=row[1], pipeline_version=row[2], config_hash=row[3], plan=plan, stages=stages,
+        parent_run_id=row[6], resume_from=row[7], opened_at=row[8], partitions=partitions,
+        sealed=sealed is not None, sealed_partitions=sealed, last_activity=max(moments),
+        stage_summaries=tuple(_summary(s, stages, len(partitions), tasks) for s in plan),
+    )
+
+
+def _summary(planned: PlannedStage, selected: tuple[str, ...] | None, partitions: int,
+             tasks: Iterable[TaskState]) -> StageSummary:
+    mine = [t for t in tasks if t.stage == planned.name]
+    count = {s: sum(1 for t in mine if t.status == s) for s in ("running", "retrying", "complete", "reused", "failed")}
+    expected = 1 if planned.scope == "run" else partitions
+    finished = count["complete"] + count["reused"] + count["failed"]
+    worked = [t.duration_s for t in mine if t.status == "complete"]
+    done = [t for t in mine if t.status in ("complete", "reused")]
+    return StageSummary(
+        stage=planned.name, scope=planned.scope, selected=selected is None or planned.name in selected,
+        expected=expected, pending=max(expected - len(mine), 0),
+        running=count["running"] + count["retrying"], retrying=count["retrying"], complete=count["complete"],
+        reused=count["reused"], failed=count["failed"],
+        records_in=sum(t.records_in for t in done), records_rejected=sum(t.records_rejected for t in done),
+        error_rate=count["failed"] / finished if finished else 0.0,
+        latency_mean_s=sum(worked) / len(worked) if worked else 0.0,
+        latency_max_s=max(worked, default=0.0),
+        last_activity=max((t.updated_at for t in mine), default=None),
+    )
