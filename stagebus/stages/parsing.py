@@ -118,7 +118,7 @@ def parse_csv(fh: BinaryIO, delimiter: str = ",", encoding: str = "utf-8") -> It
     header = _header(lines, delimiter, encoding)
     if header is None:
         return
-    for first, block in lines.rows():
+    for first, block in lines.rows(delimiter):
         number, text, raw = first
         if block is None:
             shown = _shown(raw) if text is None else text
@@ -193,13 +193,18 @@ class _PushbackLines:
     def push_back(self, lines: list[Line]) -> None:
         self._back.extendleft(reversed(lines))
 
-    def rows(self) -> Iterator[tuple[Line, list[Line] | None]]:
+    def rows(self, delimiter: str) -> Iterator[tuple[Line, list[Line] | None]]:
         """(first line, every line of the row), or (first line, None) when its quote never closes.
 
-        Quotes are counted in the raw bytes, so an undecodable line still has a known extent.
+        A line with an odd number of quotes continues on the next line only if it ends inside a
+        quoted field (``5" screen`` is a literal quote). Quotes are counted in the raw bytes, so
+        an undecodable line still has a known extent.
         """
         for first in self:
             block, quotes = [first], first[2].count(b'"')
+            if quotes % 2 and _split(first[1] or _shown(first[2]), delimiter)[1] is None:
+                yield first, block
+                continue
             while quotes % 2 and len(block) < MAX_ROW_LINES:
                 nxt = next(self, None)
                 if nxt is None:

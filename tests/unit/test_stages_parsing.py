@@ -62,6 +62,15 @@ def test_csv_text_after_a_closing_quote_is_broken_quoting() -> None:
     assert rows[1] == (3, {"id": "2", "note": "ok"}, None)
 
 
+def test_csv_quote_inside_an_unquoted_field_is_literal() -> None:
+    # Given a size in inches, unquoted, followed by a normal row
+    data = b'id,size\n1,15" screen\n2,small\n'
+    # When parsed
+    rows = csv_rows(data)
+    # Then the quote is part of the value and the next row is unaffected
+    assert rows == [(2, {"id": "1", "size": '15" screen'}, None), (3, {"id": "2", "size": "small"}, None)]
+
+
 def test_csv_undecodable_row_is_an_error_with_its_raw_text() -> None:
     # Given a row that is not UTF-8
     data = b"id,name\n1,\xff\xfe\n2,Bo\n"
