@@ -111,33 +111,42 @@ class SqliteEventStore(EventStore):
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            keys = [e.key for e in events if e.key is not None]
-            taken: dict[str, int] = {}
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT key, position FROM {EVENTS_TABLE} WHERE key IN ({marks})", chunk
-                ).fetchall()
-                taken.update(rows)
-            if taken:
-                conn.execute("ROLLBACK")
-                return refused(events, taken)
             row = conn.execute(
                 f"SELECT position, hash FROM {EVENTS_TABLE} ORDER BY position DESC LIMIT 1"
             ).fetchone()
             head, head_hash = row if row else (0, GENESIS_HASH)
             records = seal_batch(events, head, head_hash, utc_now())
-            conn.executemany(
-                f"INSERT INTO {EVENTS_TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(r.position, r.key, r.type, r.version, r.payload, r.recorded_at, r.hash) for r in records],
-            )
+            try:
+                # Optimistic: the unique key index is the check, so the common case (no key
+                # taken) costs no lookup. Keys are never removed, so the lookup after a refusal
+                # names positions that still hold.
+                conn.executemany(
+                    f"INSERT INTO {EVENTS_TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(r.position, r.key, r.type, r.version, r.payload, r.recorded_at, r.hash) for r in records],
+                )
+            except sqlite3.IntegrityError:
+                conn.execute("ROLLBACK")
+                taken = self._positions([r.key for r in records if r.key is not None])
+                if not taken:
+                    raise
+                return refused(events, taken)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         return [Appended(r.position, True) for r in records]
+
+    def _positions(self, keys: list[str]) -> dict[str, int]:
+        taken: dict[str, int] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT key, position FROM {EVENTS_TABLE} WHERE key IN ({marks})", chunk
+            ).fetchall()
+            taken.update(rows)
+        return taken
 
     def read(self, after: int = 0, limit: int | None = None) -> Iterator[RecordedEvent]:
         remaining = limit
