@@ -1,0 +1,36 @@
+"""``python -m bench <name> [options]``: run one benchmark, or ``all`` of them."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> module exposing add_arguments(parser) and run(args)
+BENCHMARKS = {
+    "store": "bench.store",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    commands = parser.add_subparsers(dest="benchmark", required=True)
+    for name, module_name in BENCHMARKS.items():
+        module = importlib.import_module(module_name)
+        module.add_arguments(commands.add_parser(name, help=(module.__doc__ or "").splitlines()[0]))
+    every = commands.add_parser("all", help="every benchmark with its default options")
+    every.add_argument("--quick", action="store_true", help="small sizes, for CI (< 1 min each)")
+    args = parser.parse_args(argv)
+
+    chosen = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
+    for name in chosen:
+        module = importlib.import_module(BENCHMARKS[name])
+        sub = argparse.ArgumentParser()
+        module.add_arguments(sub)
+        own = sub.parse_args(["--quick"] if getattr(args, "quick", False) else []) if args.benchmark == "all" else args
+        module.run(own)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
