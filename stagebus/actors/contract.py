@@ -53,6 +53,9 @@ class StageContract(BaseModel):
     retry: RetryPolicy = RetryPolicy()
     time_limit_s: float = Field(default=600.0, gt=0)
     version: str = "1"  # bump when the stage's code changes what it produces
+    # False for a stage whose effect lies outside its artifacts (serve moves a pointer): a
+    # manifest copied from an earlier run would skip that effect, so it must always execute.
+    reusable: bool = True
 
     @field_validator("name")
     @classmethod
@@ -106,12 +109,13 @@ def stage(
     retry: RetryPolicy | None = None,
     time_limit_s: float = 600.0,
     version: str = "1",
+    reusable: bool = True,
 ) -> Callable[[StageFunction], StageDefinition]:
     """Declare a stage. Raises :class:`ContractError` at definition time for a bad contract."""
     try:
         contract = StageContract(
             name=name, after=tuple(after), scope=scope, config=config, outputs=outputs or {},
-            retry=retry or RetryPolicy(), time_limit_s=time_limit_s, version=version,
+            retry=retry or RetryPolicy(), time_limit_s=time_limit_s, version=version, reusable=reusable,
         )
     except ValueError as exc:
         raise ContractError(f"stage {name!r}: {_first_error(exc)}") from None
