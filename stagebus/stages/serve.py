@@ -40,7 +40,8 @@ class Pointer(msgspec.Struct, frozen=True, kw_only=True):
     run_id: str
 
 
-@stage("serve", after=["index"], scope="run", outputs={"snapshot": Snapshot})
+# Not reusable: the pointer switch is the point of the stage, and a reused manifest would skip it.
+@stage("serve", after=["index"], scope="run", outputs={"snapshot": Snapshot}, reusable=False)
 def serve(ctx: StageContext) -> None:
     artifact = ctx.upstream_artifact("index", "index")
     (summary,) = list(ctx.read("index", "summary"))
