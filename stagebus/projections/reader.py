@@ -28,7 +28,7 @@ from stagebus.projections.ledger import LedgerEntry
 from stagebus.projections.manifests import StageRollup
 from stagebus.projections.pipelines import PipelineState
 from stagebus.projections.replay import ReplayResult, VerifyResult
-from stagebus.projections.runner import Progress, ProjectionDB
+from stagebus.projections.runner import BATCH_SIZE, Progress, ProjectionDB
 from stagebus.projections.runs import IngestedPartition, RunInfo, RunState
 from stagebus.store import EventStore
 
@@ -47,16 +47,16 @@ class Projections:
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    def catch_up(self, progress: Progress | None = None) -> int:
+    def catch_up(self, progress: Progress | None = None, *, batch_size: int = BATCH_SIZE) -> int:
         """Apply the log's new events; returns how many. Read-only: to the in-memory copy."""
         if self.readonly:
             db = self._readonly_db()
             if db.checkpoint() < self.store.head() and not self._snapshot_in_memory:
                 db = self._copy_to_memory(db)
-            applied = db.catch_up(self.store, progress=progress)
+            applied = db.catch_up(self.store, progress=progress, batch_size=batch_size)
             self.applied_in_memory += applied
             return applied
-        return self._db().catch_up(self.store, progress=progress)
+        return self._db().catch_up(self.store, progress=progress, batch_size=batch_size)
 
     def lag(self) -> int:
         """Events in the log that the projections have not applied yet."""

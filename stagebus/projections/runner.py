@@ -17,7 +17,7 @@ import hashlib
 import sqlite3
 from collections.abc import Callable, Sequence
 
-from stagebus.errors import StoreError
+from stagebus.errors import InvalidInput, StoreError
 from stagebus.projections.base import JSON, Projection
 from stagebus.projections.ledger import PartitionLedger
 from stagebus.projections.manifests import ManifestIndex
@@ -106,7 +106,7 @@ class ProjectionDB:
             return self._by_name[name]
         except KeyError:
             known = ", ".join(sorted(self._by_name))
-            raise StoreError(f"no projection named {name!r} (known: {known})") from None
+            raise InvalidInput(f"no projection named {name!r} (known: {known})") from None
 
     # --- checkpoints ---------------------------------------------------------------------
 
