@@ -150,6 +150,8 @@ class Executor:
                   in_hash: str, cfg_hash: str) -> Manifest | None:
         run = verdict.run
         assert run is not None
+        if not pipeline[task.stage].contract.reusable:
+            return None  # its effect is outside the artifacts (e.g. serve moves a pointer)
         if run.resume_from is not None:
             if task.stage in pipeline.closure(run.resume_from):
                 return None  # at or after the resume point: always execute again

@@ -52,7 +52,6 @@ def test_current_pointer_names_the_latest_served_snapshot(tmp_path: Path) -> Non
     assert pointer.run_id == "run-2" and pointer.snapshot == second.records("serve", "snapshot")[0]["path"]
 
 
-@pytest.mark.xfail(strict=True, reason="Executor does not yet honour StageContract.reusable=False")
 def test_serving_data_seen_before_still_moves_the_pointer(tmp_path: Path) -> None:
     # Given runs A and B served from one log, then run C with the same data as A
     store = MemoryEventStore()
