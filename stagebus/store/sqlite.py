@@ -56,8 +56,11 @@ def connect(path: Path, *, readonly: bool = False, busy_timeout_s: float = 10.0)
     if readonly:
         if not path.exists():
             raise StoreUnavailable(f"no store at {path}")
+        # Without a -wal file nobody has the log open, and a mode=ro open would create -wal and
+        # -shm files wherever the process may write (always, as root): read it immutable instead.
+        mode = "mode=ro" if Path(f"{path}-wal").exists() else "immutable=1"
         try:
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True,
                                    timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
             conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         except sqlite3.OperationalError:
