@@ -9,6 +9,7 @@ import sys
 # name -> module exposing add_arguments(parser) and run(args)
 BENCHMARKS = {
     "store": "bench.store",
+    "runtime": "bench.runtime",
 }
 
 

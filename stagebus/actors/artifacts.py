@@ -26,6 +26,7 @@ import msgspec
 from stagebus.events import RUN_SCOPE, Artifact, Manifest
 
 HOST = socket.gethostname()
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _MANIFEST_JSON = msgspec.json.Encoder(order="deterministic")
 
 
@@ -69,28 +70,31 @@ class PendingFile:
         self.bytes += len(data)
 
     def publish(self) -> Artifact:
-        if self._fh is None and not self.path.exists():
-            self.path.touch()  # an output with no records is still an artifact
         if self._fh is not None:
             self._fh.flush()
             os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
             digest = self._hash.hexdigest()
-        else:
+        elif self.path.exists():
             # Written by the stage through ``path`` directly: hash what is on disk.
             with self.path.open("rb") as fh:
                 os.fsync(fh.fileno())
             digest = sha256_file(self.path)
             self.bytes = self.path.stat().st_size
+        else:
+            digest = EMPTY_SHA256  # an output with no records is still an artifact
         rel = self._store.object_path(digest)
         final = self._store.root / rel
-        final.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(self.path, final)
-            fsync_dir(final.parent)
-        except FileExistsError:
-            pass  # same content already published by someone else: nothing to do
+        if not final.exists():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                self.path.touch()
+            try:
+                os.link(self.path, final)
+                fsync_dir(final.parent)
+            except FileExistsError:
+                pass  # same content published by someone else meanwhile: nothing to do
         self.path.unlink(missing_ok=True)
         return Artifact(name=self.name, path=rel, sha256=digest, bytes=self.bytes, records=self.records)
 
@@ -134,13 +138,11 @@ class ArtifactStore:
         data = _MANIFEST_JSON.encode(manifest)
         if target.exists() and target.read_bytes() == data:
             return target
+        # No fsync: manifest.json is a view of the ManifestWritten event, not a record. A copy
+        # lost in a crash is written again from the log (see ``Executor``'s duplicate path).
         tmp = target.with_name(f".manifest.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        tmp.write_bytes(data)
         os.replace(tmp, target)
-        fsync_dir(target.parent)
         return target
 
     def sweep(self) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import threading
@@ -19,7 +18,6 @@ from stagebus.actors.pipeline import Pipeline, PipelineRegistry, canonical_hash
 from stagebus.actors.telemetry import Telemetry
 from stagebus.errors import ContractError, InvalidInput, PermanentStageError
 from stagebus.events import (
-    RUN_SCOPE,
     Manifest,
     ManifestWritten,
     StageFailed,
@@ -29,6 +27,7 @@ from stagebus.events import (
 )
 from stagebus.store import EventStore
 
+STATUS_TTL_S = 1.0
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (ContractError, InvalidInput, PermanentStageError)
 
 
@@ -88,11 +87,12 @@ class Executor:
         self.telemetry = telemetry or Telemetry()
         self.on_complete = on_complete
         self.on_progress = on_progress
+        self._status: dict[str, tuple[str, float]] = {}
 
     def execute(self, task: TaskRef, pipeline_name: str, *, attempt: int = 1, final: bool = True) -> Outcome:
         """Run ``task``. Raises the stage's error after recording a ``StageFailed``."""
         pipeline = self.pipelines.get(pipeline_name)
-        if self.lookups is not None and self.lookups.pipeline_status(pipeline.name) != "active":
+        if not self._pipeline_active(pipeline.name):
             self.telemetry.emit("refused", task=str(task), reason=f"pipeline {pipeline.name} is not active")
             return Outcome.REFUSED
         existing = self.store.get(manifest_key(*task))
@@ -146,6 +146,18 @@ class Executor:
 
     # --- helpers --------------------------------------------------------------------------
 
+    def _pipeline_active(self, name: str) -> bool:
+        # Asked once per task: a short cache keeps it off the hot path. A stop takes effect
+        # within STATUS_TTL_S; tasks that slip through in that window run normally.
+        if self.lookups is None:
+            return True
+        cached = self._status.get(name)
+        now_s = time.monotonic()
+        if cached is None or now_s - cached[1] > STATUS_TTL_S:
+            cached = (self.lookups.pipeline_status(name), now_s)
+            self._status[name] = cached
+        return cached[0] == "active"
+
     def _reusable(self, task: TaskRef, pipeline: Pipeline, verdict: GateVerdict,
                   in_hash: str, cfg_hash: str) -> Manifest | None:
         run = verdict.run
@@ -187,16 +199,17 @@ class Executor:
             # since identical content may be shared with other tasks.
             self.telemetry.emit("lost", task=str(task))
             return Outcome.LOST
+        if self.on_complete is not None:
+            self.on_complete(task, pipeline)  # first: downstream waits on nothing below
         self.artifacts.materialize(manifest)
-        work = self.artifacts.work_dir(task.run_id, task.stage, task.partition)
-        (work / "items.jsonl").unlink(missing_ok=True)
+        if manifest.status == "complete":
+            work = self.artifacts.work_dir(task.run_id, task.stage, task.partition)
+            (work / "items.jsonl").unlink(missing_ok=True)
         self.telemetry.emit(
             "end", task=str(task), status=manifest.status, duration_s=manifest.metrics.duration_s,
             records_in=manifest.metrics.records_in, records_out=manifest.metrics.records_out,
             records_rejected=manifest.metrics.records_rejected,
         )
-        if self.on_complete is not None:
-            self.on_complete(task, pipeline)
         return Outcome.COMPLETE
 
     def _record_failure(self, task: TaskRef, attempt: int, final: bool, exc: BaseException) -> None:
@@ -212,11 +225,3 @@ class Executor:
     def _materialize(self, event: object) -> None:
         if isinstance(event, ManifestWritten):
             self.artifacts.materialize(event.manifest)
-
-
-def is_run_level(task: TaskRef) -> bool:
-    return task.partition == RUN_SCOPE
-
-
-def digest_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

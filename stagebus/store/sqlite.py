@@ -86,6 +86,7 @@ class SqliteEventStore(EventStore):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._writer = threading.Lock()
         if not readonly:
             self._init_schema()
 
@@ -111,6 +112,13 @@ class SqliteEventStore(EventStore):
 
     @retrying(is_transient, "the SQLite event log stayed locked")
     def _append(self, events: Sequence[Event]) -> list[Appended]:
+        # Threads of one process queue on a mutex first: SQLite's own busy handler sleeps in
+        # steps of milliseconds, which would dominate a stage transition. Other processes still
+        # meet at SQLite's write lock.
+        with self._writer:
+            return self._append_locked(events)
+
+    def _append_locked(self, events: Sequence[Event]) -> list[Appended]:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
