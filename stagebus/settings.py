@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     store: str = ""  # "" -> sqlite:///<home>/log.db
     broker: str = "memory"
     log_level: str = "INFO"
+    pipelines: str = ""  # extra pipelines, "module:attribute,…", besides the reference pipeline
 
     @field_validator("store")
     @classmethod

@@ -140,3 +140,4 @@ class PipelineRegistry:
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._pipelines.values())
+
