@@ -1,0 +1,92 @@
+"""Shared by ``stagebus run`` and ``stagebus demo``: the embedded runner with progress bars."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Collection
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stagebus.actors.embedded import EmbeddedRunner, RunReport
+from stagebus.actors.executor import Outcome
+from stagebus.actors.gate import TaskRef
+from stagebus.actors.pipeline import PipelineRegistry
+from stagebus.actors.readiness import DONE, expected_partitions
+from stagebus.actors.telemetry import Telemetry
+from stagebus.cli._context import AppContext
+
+FINISHED = {Outcome.COMPLETE, Outcome.REUSED, Outcome.DUPLICATE}
+
+
+def remaining_by_stage(app: AppContext, registry: PipelineRegistry, run_ids: Collection[str] | None,
+                       only_stages: Collection[str] | None) -> dict[str, int]:
+    """Tasks per stage not yet done in the targeted runs: the progress bars' totals."""
+    projections = app.projections()
+    ids = run_ids if run_ids is not None else [r.run_id for r in projections.runs()]
+    totals: Counter[str] = Counter()
+    for run_id in ids:
+        run = projections.run(run_id)
+        if run is None:
+            continue
+        pipeline = registry.get(run.pipeline)
+        for definition in pipeline.stages:
+            stage = definition.name
+            if (run.stages is not None and stage not in run.stages) or (only_stages and stage not in only_stages):
+                continue
+            for ref in expected_partitions(run, pipeline, stage):
+                state = run.tasks.get((stage, ref))
+                if state is None or state.status not in DONE | {"failed"}:
+                    totals[stage] += 1
+    return dict(totals)
+
+
+def failed_tasks(app: AppContext, run_ids: Collection[str] | None) -> set[tuple[str, str, str]]:
+    projections = app.projections()
+    ids = run_ids if run_ids is not None else [r.run_id for r in projections.runs()]
+    failed = set()
+    for run_id in ids:
+        run = projections.run(run_id)
+        for (stage, ref), state in (run.tasks.items() if run else ()):
+            if state.status == "failed":
+                failed.add((run_id, stage, ref))
+    return failed
+
+
+def run_with_progress(app: AppContext, registry: PipelineRegistry, console: Console, *,
+                      run_ids: Collection[str] | None, only_stages: Collection[str] | None,
+                      workers: int, log_file: Path | None) -> RunReport:
+    """Run until idle, one progress bar per stage. Quiet Dramatiq: our telemetry says it all."""
+    if logging.getLogger("stagebus").getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("dramatiq").setLevel(logging.CRITICAL)
+    store = app.store()
+    projections = app.projections()
+    projections.catch_up()
+    totals = remaining_by_stage(app, registry, run_ids, only_stages)
+    telemetry = Telemetry(log_file or app.settings.logs_dir / "tasks.ndjson")
+    order = [d.name for p in registry for d in p.stages if d.name in totals]
+    with Progress(TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False, disable=not console.is_terminal and not totals) as progress:
+        bars = {stage: progress.add_task(stage, total=totals[stage]) for stage in dict.fromkeys(order)}
+
+        def advance(task: TaskRef, outcome: Outcome) -> None:
+            if outcome in FINISHED and task.stage in bars:
+                progress.advance(bars[task.stage])
+
+        with EmbeddedRunner(store, projections, app.settings.artifacts_root, registry, workers=workers,
+                            telemetry=telemetry, on_outcome=advance) as runner:
+            report = runner.run(run_ids, only_stages=only_stages)
+    telemetry.close()
+    return report
+
+
+def outcome_table(report: RunReport) -> Table:
+    table = Table(title="stage tasks this run")
+    for column in ("stage", "complete", "reused", "duplicate", "refused"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for stage, counts in report.by_stage.items():
+        table.add_row(stage, *(str(counts.get(k, 0)) for k in ("complete", "reused", "duplicate", "refused")))
+    return table

@@ -1,0 +1,71 @@
+"""``stagebus run``: embedded mode — process ready work until idle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from stagebus.actors.reruns import check_subset, resume_run
+from stagebus.cli._context import get_context
+from stagebus.cli._runner import failed_tasks, outcome_table, run_with_progress
+from stagebus.errors import InvalidInput
+from stagebus.stages import load_registry
+
+
+def run(
+    ctx: typer.Context,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Only this run (the parent, with --resume-from).")] = None,
+    stages: Annotated[str | None, typer.Option("--stages", help="Comma-separated subset of stages to run.")] = None,
+    resume_from: Annotated[str | None, typer.Option(
+        "--resume-from", help="Open a new run from --run-id that re-executes this stage and everything after it.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker threads.")] = 2,
+    log_file: Annotated[Path | None, typer.Option("--log-file", help="NDJSON task telemetry (default: home/logs).")
+                        ] = None,
+) -> None:
+    """Process every ready stage task in this process until none is ready; exit 1 on new final failures."""
+    app = get_context(ctx)
+    console = Console(stderr=True)
+    registry = load_registry(app.settings.pipelines)
+    projections = app.projections()
+    projections.catch_up()
+    run_ids = [run_id] if run_id else None
+    if run_id is not None and projections.run(run_id) is None:
+        raise InvalidInput(f"unknown run {run_id!r}")
+    if resume_from is not None:
+        if run_id is None:
+            raise InvalidInput("--resume-from needs --run-id, the run to resume from")
+        parent = projections.run(run_id)
+        assert parent is not None
+        new_id = resume_run(app.store(), parent, registry.get(parent.pipeline), resume_from)
+        projections.catch_up()
+        typer.echo(f"resumed run {run_id} from {resume_from} as run {new_id}")
+        run_ids = [new_id]
+    only = {s.strip() for s in stages.split(",") if s.strip()} if stages else None
+    if only is not None:
+        targets = run_ids or [r.run_id for r in projections.runs()]
+        for target in targets:
+            state = projections.run(target)
+            if state is not None:
+                check_subset(state, registry.get(state.pipeline), only)
+    failed_before = failed_tasks(app, run_ids)
+    report = run_with_progress(app, registry, console, run_ids=run_ids, only_stages=only, workers=workers,
+                               log_file=log_file)
+    console.print(outcome_table(report))
+    new_failures = failed_tasks(app, run_ids) - failed_before
+    if report.swept:
+        console.print(f"swept {report.swept} temp file(s) left by crashed attempts")
+    if not report.by_stage:
+        console.print("nothing was ready to run")
+    if new_failures:
+        for run_key, stage, ref in sorted(new_failures):
+            reason = next((e for t, e in report.failed if (t.run_id, t.stage, t.partition) == (run_key, stage, ref)), "")
+            console.print(f"[red]failed[/red] {run_key}/{stage}/{ref}: {reason}")
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
