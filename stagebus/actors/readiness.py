@@ -8,12 +8,14 @@ never a wrong run.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
 
+from stagebus.actors.contract import StageContract
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.pipeline import Pipeline
 from stagebus.events import RUN_SCOPE
@@ -22,49 +24,82 @@ DONE = frozenset({"complete", "reused"})
 TERMINAL = DONE | {"failed"}
 IN_FLIGHT = frozenset({"running", "retrying"})
 HOST = socket.gethostname()
+RETRY_GRACE_S = 30.0
 
 
 class TaskView(Protocol):
-    status: str
-    attempts: int
-    worker: str
-    updated_at: str
+    @property
+    def status(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def worker(self) -> str: ...
+    @property
+    def updated_at(self) -> str: ...
 
 
 class RunView(Protocol):
-    run_id: str
-    pipeline: str
-    stages: tuple[str, ...] | None
-    partitions: tuple[str, ...]
-    sealed_partitions: tuple[str, ...] | None
-    tasks: Mapping[tuple[str, str], TaskView]
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def pipeline(self) -> str: ...
+    @property
+    def stages(self) -> tuple[str, ...] | None: ...
+    @property
+    def partitions(self) -> tuple[str, ...]: ...
+    @property
+    def sealed_partitions(self) -> tuple[str, ...] | None: ...
+    @property
+    def tasks(self) -> Mapping[tuple[str, str], TaskView]: ...
 
 
 def worker_alive(worker: str, updated_at: str, stale_after_s: float, *, local_idle: bool) -> bool:
     """Whether the attempt recorded by ``worker`` ("host:pid:thread") may still be running.
 
-    On this host the process table answers; ``local_idle`` means this process runs nothing,
-    so its own old attempts are dead. Elsewhere only time can tell: an attempt silent for
-    longer than ``stale_after_s`` is presumed dead.
+    On this host the process table answers no for a gone process; ``local_idle`` means this
+    process runs nothing, so its own old attempts are dead. Otherwise only time can tell: an
+    attempt silent for longer than ``stale_after_s`` is presumed dead, also when its process
+    lives on (the attempt may have ended without a trace, e.g. while the log was unreachable).
     """
     host, _, rest = worker.partition(":")
     pid_text = rest.partition(":")[0]
     if host == HOST and pid_text.isdigit():
         pid = int(pid_text)
         if pid == os.getpid():
-            return not local_idle
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            if local_idle:
+                return False
+        elif not _process_exists(pid):
             return False
-        except PermissionError:
-            return True
-        return True
+    return age_s(updated_at) < stale_after_s
+
+
+def attempt_in_flight(state: TaskView, contract: StageContract, *, local_idle: bool) -> bool:
+    """Whether a ``running`` or ``retrying`` task's next step is still coming without our help."""
+    if state.status == "retrying":
+        # The failed attempt is over and the next one waits in the broker for its backoff. Past
+        # that, and some grace for queueing, its message is presumed lost with the broker.
+        window = contract.retry.max_backoff_ms / 1000 + RETRY_GRACE_S
+        return worker_alive(state.worker, state.updated_at, math.inf, local_idle=local_idle) and \
+            age_s(state.updated_at) < window
+    return worker_alive(state.worker, state.updated_at, contract.time_limit_s * 2, local_idle=local_idle)
+
+
+def age_s(stamp: str) -> float:
     try:
-        seen = datetime.fromisoformat(updated_at.replace("Z", "+00:00"))
+        seen = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     except ValueError:
+        return math.inf
+    return (datetime.now(UTC) - seen).total_seconds()
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
-    return (datetime.now(UTC) - seen).total_seconds() < stale_after_s
+    except PermissionError:
+        return True
+    return True
 
 
 def expected_partitions(run: RunView, pipeline: Pipeline, stage: str) -> tuple[str, ...]:
@@ -113,14 +148,13 @@ def ready_tasks(
             continue
         if only_stages is not None and stage not in only_stages:
             continue
-        stale_after = definition.contract.time_limit_s * 2
         allowed = definition.contract.retry.max_retries + 1
         for ref in expected_partitions(run, pipeline, stage):
             state = run.tasks.get((stage, ref))
             if state is not None and state.status in TERMINAL:
                 continue
             if state is not None and state.status in IN_FLIGHT:
-                if worker_alive(state.worker, state.updated_at, stale_after, local_idle=local_idle):
+                if attempt_in_flight(state, definition.contract, local_idle=local_idle):
                     continue
                 if state.attempts >= allowed:
                     exhausted.append(TaskRef(run.run_id, stage, ref))

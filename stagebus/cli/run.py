@@ -17,7 +17,8 @@ from stagebus.stages import load_registry
 
 def run(
     ctx: typer.Context,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Only this run (the parent, with --resume-from).")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Only this run (with --resume-from: the parent).")
+                      ] = None,
     stages: Annotated[str | None, typer.Option("--stages", help="Comma-separated subset of stages to run.")] = None,
     resume_from: Annotated[str | None, typer.Option(
         "--resume-from", help="Open a new run from --run-id that re-executes this stage and everything after it.")
@@ -61,9 +62,9 @@ def run(
     if not report.by_stage:
         console.print("nothing was ready to run")
     if new_failures:
-        for run_key, stage, ref in sorted(new_failures):
-            reason = next((e for t, e in report.failed if (t.run_id, t.stage, t.partition) == (run_key, stage, ref)), "")
-            console.print(f"[red]failed[/red] {run_key}/{stage}/{ref}: {reason}")
+        reasons = {tuple(task): error for task, error in report.failed}
+        for failed in sorted(new_failures):
+            console.print(f"[red]failed[/red] {'/'.join(failed)}: {reasons.get(failed, '')}")
         raise typer.Exit(1)
 
 
