@@ -51,7 +51,7 @@ def test_read_streams_a_long_log_in_bounded_memory(backend: Backend) -> None:
 
 def test_short_outage_is_retried_and_absorbed(backend: Backend) -> None:
     # Given a backend that stops answering for a moment (locked, disconnected, restarting)
-    with backend.outage(heal_after_s=0.3) as store:
+    with backend.outage(heal_after_s=0.15) as store:
         # When an append is attempted during the outage
         answer = store.append_one(unkeyed())
 

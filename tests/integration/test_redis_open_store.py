@@ -57,6 +57,7 @@ def test_redacted_url_keeps_everything_but_the_password(url: str) -> None:
 
 @pytest.mark.parametrize("url, address", [
     ("redis://:s3cret@127.0.0.1:1/0", "127.0.0.1:1"),
+    ("rediss://user:s3cret@127.0.0.1:1/2", "127.0.0.1:1"),
     ("unix:///nonexistent/redis.sock?password=s3cret", "/nonexistent/redis.sock"),
 ])
 def test_unreachable_url_fails_fast_with_one_line(url: str, address: str) -> None:
