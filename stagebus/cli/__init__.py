@@ -1,0 +1,118 @@
+"""The ``stagebus`` command.
+
+Each command lives in its own module with a ``register(app)`` function; :data:`COMMAND_MODULES`
+lists them in help order. Errors are one line on stderr, ``stagebus: error: …``, never a
+traceback: exit 2 for bad input (usage errors and :class:`~stagebus.errors.InvalidInput`), 1 for
+anything else that failed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sqlite3
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import typer
+from typer._click import exceptions as click_exceptions
+from typer.core import TyperGroup
+
+from stagebus.cli._context import AppContext, make_settings
+from stagebus.errors import InvalidInput, StagebusError
+
+# Modules of this package that add commands; one that is not there (yet) is skipped.
+COMMAND_MODULES = ("publish", "run", "demo", "state", "manifest", "query", "log", "replay", "fleet")
+
+_logger = logging.getLogger("stagebus.cli")  # not "log": the package has a log submodule
+
+
+def fail(message: str, code: int) -> int:
+    text = " ".join(str(message).split()) or "failed"
+    typer.echo(f"stagebus: error: {text}", err=True)
+    return code
+
+
+class OneLineErrors(TyperGroup):
+    """The root group: turns every failure into one line on stderr and an exit code."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
+             **extra: Any) -> Any:
+        try:
+            code = super().main(args=args, prog_name=prog_name or "stagebus", complete_var=complete_var,
+                                standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
+            code = code if isinstance(code, int) else 0
+        except click_exceptions.NoArgsIsHelpError as exc:
+            typer.echo(exc.format_message().rstrip() or "", nl=bool(exc.format_message().strip()))
+            code = 2
+        except click_exceptions.UsageError as exc:
+            code = fail(exc.format_message(), 2)
+        except click_exceptions.ClickException as exc:
+            code = fail(exc.format_message(), exc.exit_code)
+        except typer.Abort:
+            code = fail("aborted", 1)
+        except InvalidInput as exc:
+            code = fail(str(exc), 2)
+        except StagebusError as exc:
+            code = fail(str(exc), 1)
+        except sqlite3.Error as exc:  # a backend that did not translate its own error
+            _logger.debug("sqlite error", exc_info=True)
+            code = fail(f"sqlite: {exc}", 1)
+        except KeyboardInterrupt:
+            code = fail("interrupted", 130)
+        except Exception as exc:  # a bug: still one line for the user, the trace for --log-level DEBUG
+            _logger.debug("unexpected error", exc_info=True)
+            code = fail(f"internal error: {type(exc).__name__}: {exc} (run with --log-level DEBUG for details)", 1)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    name="stagebus",
+    help="Event-sourced pipeline orchestrator: publish partitions, run stages, inspect state.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def configure(
+    ctx: typer.Context,
+    home: Annotated[str | None, typer.Option("--home", envvar="STAGEBUS_HOME", show_default="./.stagebus",
+                                             help="Directory holding the log, projections and artifacts.")] = None,
+    store: Annotated[str | None, typer.Option("--store", envvar="STAGEBUS_STORE", show_default="sqlite in home",
+                                              help="Event log URL: sqlite:///PATH, redis://…, rediss://…")] = None,
+    log_level: Annotated[str | None, typer.Option("--log-level", envvar="STAGEBUS_LOG_LEVEL",
+                                                  show_default="INFO", help="DEBUG, INFO, WARNING or ERROR.")] = None,
+) -> None:
+    """Read settings once, at the edge; commands open state through the context."""
+    settings = make_settings(home, store, log_level)
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("stagebus").setLevel(settings.log_level)
+    context = AppContext(settings)
+    ctx.obj = context
+    ctx.call_on_close(context.close)
+
+
+def _register_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise  # the module is there but something it imports is not: a real error
+            continue
+        module.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Console script entry point."""
+    typer.main.get_command(app).main(prog_name="stagebus")

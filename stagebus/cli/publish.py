@@ -1,0 +1,97 @@
+"""``stagebus publish``: announce raw partitions (files) for a run; ``--seal`` closes the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stagebus.cli._context import get_context, resolve_plan
+from stagebus.errors import InvalidInput
+from stagebus.producer import PartitionFile, Producer, check_name, describe_file, new_run_id
+
+DIR_SUFFIXES = (".csv", ".jsonl")
+
+
+def publish(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset the partitions belong to.")],
+    partition: Annotated[str | None, typer.Option("--partition", help="Partition name, e.g. state=CA.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="The partition's file.")] = None,
+    directory: Annotated[Path | None, typer.Option(
+        "--dir", help="Publish every .csv/.jsonl file here, one partition per file, named by its stem.")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Run to publish into (default: a new run).")] = None,
+    pipeline: Annotated[str, typer.Option("--pipeline", help="Pipeline the run belongs to.")] = "reference",
+    meta: Annotated[list[str] | None, typer.Option("--meta", help="KEY=VALUE metadata; repeatable.")] = None,
+    seal: Annotated[bool, typer.Option("--seal", help="Seal the run after publishing.")] = False,
+) -> None:
+    """Publish partitions; prints the run id on stdout, what happened on stderr.
+
+    Everything is checked (names, files, metadata, pipeline) before anything is stored; publishing
+    the same (run, dataset, partition) again stores nothing and says so.
+    """
+    metadata = parse_meta(meta or [])
+    plan = resolve_plan(pipeline)
+    if run_id is not None:
+        check_name("run id", run_id)
+    parts = [describe_file(dataset, name, path, metadata) for name, path in partition_files(partition, file, directory)]
+    app = get_context(ctx)
+    producer = Producer(app.store(), plan.name, plan.plan, plan.version, projections=app.projections())
+    run_id = run_id or new_run_id()
+    for part in parts:
+        report(part, producer.publish_file(part, run_id=run_id).stored, producer, run_id)
+    if seal:
+        sealed = producer.seal(run_id)
+        typer.echo(f"sealed run {run_id} at position {sealed.position}" if sealed.stored
+                   else f"run {run_id} was already sealed (position {sealed.position}); nothing stored", err=True)
+    typer.echo(run_id)
+
+
+def report(part: PartitionFile, stored: bool, producer: Producer, run_id: str) -> None:
+    record = producer.store.get(f"ingest/{run_id}/{part.dataset}/{part.partition}")
+    position = record.position if record else "?"
+    if stored:
+        typer.echo(f"published {part.ref} at position {position}", err=True)
+        return
+    event = record.event() if record else None
+    same = getattr(event, "content_hash", part.content_hash) == part.content_hash
+    note = "" if same else " with other content (the log keeps the first)"
+    typer.echo(f"{part.ref} was already published in run {run_id}{note} (position {position}); nothing stored",
+               err=True)
+
+
+def partition_files(partition: str | None, file: Path | None, directory: Path | None) -> list[tuple[str, Path]]:
+    """(partition name, file) pairs from either --partition/--file or --dir."""
+    if directory is None:
+        if partition is None or file is None:
+            raise InvalidInput("give --partition and --file, or --dir")
+        return [(partition, file)]
+    if partition is not None or file is not None:
+        raise InvalidInput("--dir names partitions after its files; do not combine it with --partition or --file")
+    if not directory.is_dir():
+        raise InvalidInput(f"--dir {directory} is not a directory")
+    files = sorted(p for p in directory.iterdir() if p.suffix in DIR_SUFFIXES and p.is_file())
+    if not files:
+        raise InvalidInput(f"--dir {directory} has no {' or '.join(DIR_SUFFIXES)} files")
+    stems = [p.stem for p in files]
+    clash = sorted({s for s in stems if stems.count(s) > 1})
+    if clash:
+        raise InvalidInput(f"--dir {directory}: several files would be partition {clash[0]!r}")
+    return [(p.stem, p) for p in files]
+
+
+def parse_meta(pairs: list[str]) -> dict[str, str]:
+    metadata: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"--meta expects KEY=VALUE, got {pair!r}")
+        if key in metadata:
+            raise InvalidInput(f"--meta names {key!r} twice")
+        metadata[key] = value
+    return metadata
+
+
+def register(app: typer.Typer) -> None:
+    app.command("publish")(publish)
