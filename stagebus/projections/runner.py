@@ -125,6 +125,8 @@ class ProjectionDB:
         start = self.checkpoint()
         target = store.head() if until is None else until
         total = max(target - start, 0)
+        if total == 0:
+            return 0  # nothing new: not even the write lock is taken
         applied = 0
         while True:
             done = self._batch(store, until, batch_size)

@@ -213,3 +213,18 @@ def test_in_memory_projections_serve_an_in_memory_log(log: LogWriter) -> None:
         projections.catch_up()
         # Then they read like file-backed ones
         assert projections.partition("a", "1").status == "valid"
+
+
+@pytest.mark.timeout(20)
+def test_catching_up_with_nothing_new_takes_no_write_lock(log: LogWriter, projections: Projections,
+                                                          tmp_path: Path) -> None:
+    # Given caught-up projections, and another process holding the file's write lock
+    log.open("r1")
+    projections.catch_up()
+    holder = sqlite3.connect(tmp_path / "projections" / f"{projections.generation}.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    # When catching up again with nothing new in the log
+    applied = projections.catch_up()
+    holder.execute("ROLLBACK")
+    # Then it returns at once instead of waiting for the lock
+    assert applied == 0
