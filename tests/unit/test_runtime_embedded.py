@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import toy
 
 from stagebus.actors.embedded import EmbeddedRunner
 from stagebus.actors.reruns import check_subset, resume_run
@@ -14,6 +13,7 @@ from stagebus.errors import InvalidInput
 from stagebus.events import StageFailed, StageStarted
 from stagebus.projections.reader import Projections
 from stagebus.store import SqliteEventStore
+from support import toy
 
 
 class Home:

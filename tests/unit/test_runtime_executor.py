@@ -6,7 +6,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from support import toy
 
 from stagebus.actors.artifacts import ArtifactStore
 from stagebus.actors.contract import stage
@@ -16,6 +15,7 @@ from stagebus.actors.pipeline import Pipeline
 from stagebus.errors import ContractError, PermanentStageError
 from stagebus.events import ManifestWritten, StageFailed, StageStarted
 from stagebus.store import MemoryEventStore
+from support import toy
 
 
 class Reuse:

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.reference import ReferenceRun
 
 from stagebus.errors import InvalidInput
 from stagebus.stages import build_reference_pipeline
+from support.reference import ReferenceRun
 
 DOCS = [
     {"module": "json.decoder", "qualname": "JSONDecoder", "kind": "class",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.reference import ReferenceRun
 
 from stagebus.actors.artifacts import sha256_file
 from stagebus.errors import PermanentStageError
+from support.reference import ReferenceRun
 
 CSV = b"id,name,city\n1,Ann,Oslo\n2,Bob\n3,Cy,Rome\n"
 

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.reference import ReferenceRun
 
 from stagebus.actors.executor import Outcome
+from support.reference import ReferenceRun
 
 CUSTOMERS = b"id,name\nC1,Ann\nC2,Bob\n"
 ORDERS = b"id,customer_id,note\nO1,C1,see json.decoder.JSONDecoder\nO2,C9,none\nO3,C1,again\n"

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.reference import ReferenceRun
 
 import stagebus.stages.normalize as normalize_module
 from stagebus.errors import InvalidInput
 from stagebus.stages import build_reference_pipeline
+from support.reference import ReferenceRun
 
 
 def normalized(tmp_path: Path, records: list[dict[str, Any]], processors: list[dict[str, Any]] | None = None,

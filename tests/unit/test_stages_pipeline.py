@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.reference import ReferenceRun
 
 from stagebus.errors import ContractError, InvalidInput
 from stagebus.events import ManifestWritten
 from stagebus.stages import REFERENCE_STAGES, build_reference_pipeline, query, reference_pipeline
+from support.reference import ReferenceRun
 
 # A user's export: a short row, broken quoting, bad UTF-8, and an age that is not a number.
 USER_CSV = (

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.reference import ReferenceRun
 
 from stagebus.errors import InvalidInput
 from stagebus.stages import query
 from stagebus.stages.serve import read_pointer
 from stagebus.store import MemoryEventStore
+from support.reference import ReferenceRun
 
 BOOKS = [
     {"id": "b1", "title": "The Art of Tea", "blurb": "Brewing green tea and oolong."},

@@ -1,0 +1,40 @@
+"""A user pipeline: the reference stages plus one of your own (the README's example).
+
+Run it with ``STAGEBUS_PIPELINES=examples.prices:pipeline stagebus publish --pipeline shop …``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from stagebus.actors.context import StageContext
+from stagebus.actors.contract import RetryPolicy, stage
+from stagebus.actors.pipeline import Pipeline
+from stagebus.stages import REFERENCE_STAGES
+
+
+class Price(BaseModel):
+    sku: str
+    cents: int
+    currency: str
+
+
+class PricesConfig(BaseModel):
+    currency: str = "EUR"
+
+
+@stage("prices", after=["normalize"], outputs={"prices": Price}, config=PricesConfig,
+       retry=RetryPolicy(max_retries=5), time_limit_s=300)
+def prices(ctx: StageContext) -> None:
+    currency = ctx.config.currency  # type: ignore[attr-defined]
+    for row in ctx.read("normalize", "records"):  # {"index": row number, "record": {...}}
+        record = row["record"]
+        try:
+            cents = round(float(record["price"]) * 100)
+        except (KeyError, TypeError, ValueError) as exc:
+            ctx.reject(record, f"no usable price: {exc}", row["index"])  # kept, counted
+            continue
+        ctx.emit("prices", {"sku": str(record["sku"]), "cents": cents, "currency": currency})
+
+
+pipeline = Pipeline("shop", [*REFERENCE_STAGES, prices], config={"prices": {"currency": "USD"}})
