@@ -122,6 +122,8 @@ class ProjectionDB:
     def catch_up(self, store: EventStore, *, until: int | None = None, batch_size: int = BATCH_SIZE,
                  progress: Progress | None = None) -> int:
         """Apply the log up to ``until`` (default: its head). Returns the number of events applied."""
+        if not self._log_checked:
+            self._check_log(store)
         start = self.checkpoint()
         target = store.head() if until is None else until
         total = max(target - start, 0)
@@ -150,8 +152,6 @@ class ProjectionDB:
                 conn.execute("ROLLBACK")
                 return 0
             movers = [self._by_name[name] for name, position, _ in rows if position == start]
-            if not self._log_checked:
-                self._check_log(store, start, next(h for _, p, h in rows if p == start))
             last = None
             count = 0
             for record in store.read(after=start, limit=limit):
@@ -179,7 +179,12 @@ class ProjectionDB:
                 raise StoreError(f"projections: {exc}") from exc
             raise
 
-    def _check_log(self, store: EventStore, position: int, expected_hash: str) -> None:
+    def _check_log(self, store: EventStore) -> None:
+        """Refuse to follow a log other than the one the file was built from: the event at the
+        lowest checkpoint must be there, with the hash the checkpoint recorded."""
+        position, expected_hash = self.conn.execute(
+            f"SELECT position, hash FROM {CHECKPOINTS_TABLE} ORDER BY position LIMIT 1"
+        ).fetchone()
         if position > 0:
             found = next(iter(store.read(after=position - 1, limit=1)), None)
             if found is None:
