@@ -31,5 +31,5 @@ def open_store(url: str, *, readonly: bool = False) -> EventStore:
 
         return RedisEventStore.from_url(url, readonly=readonly)
     if url == "memory://":
-        return MemoryEventStore()
+        return MemoryEventStore(readonly=readonly)
     raise InvalidInput(f"unknown store URL {url!r}: use sqlite:///PATH, redis://HOST:PORT/DB or rediss://…")
