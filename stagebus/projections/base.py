@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from stagebus.events import AnyEvent, PlannedStage
+from stagebus.events import AnyEvent, Event, PlannedStage
 from stagebus.store import RecordedEvent
 
 # Canonical JSON for values stored in projection tables: equal values give equal bytes.
@@ -29,6 +29,7 @@ class Projection(Protocol):
     name: str
     tables: tuple[str, ...]  # every table it owns: dumped by the digest, dropped by a rebuild
     schema: str  # DDL creating those tables (and their indexes)
+    handles: tuple[type[Event], ...]  # the event types apply() acts on; the runner skips the rest
 
     def apply(self, conn: sqlite3.Connection, record: RecordedEvent, event: AnyEvent) -> None:
         """Apply one event. Pure and deterministic; called in log order, exactly once per event.

@@ -29,6 +29,7 @@ import msgspec
 from stagebus.events import (
     RUN_SCOPE,
     AnyEvent,
+    Event,
     ManifestWritten,
     PartitionIngested,
     RunOpened,
@@ -125,6 +126,7 @@ class PartitionLedger:
     name = "ledger"
     tables: tuple[str, ...] = (LEDGER_TABLE, LEDGER_RUNS_TABLE, LEDGER_PROGRESS_TABLE)
     schema = SCHEMA
+    handles: tuple[type[Event], ...] = (RunOpened, PartitionIngested, RunSealed, ManifestWritten, StageFailed)
 
     def __init__(self) -> None:
         self._plans: dict[str, RunPlan] = {}  # immutable facts: kept across batches
@@ -249,15 +251,19 @@ class PartitionLedger:
 
     def _decide_run(self, conn: sqlite3.Connection, run_id: str, plan: RunPlan, status: Status,
                     reason: str | None, at: str) -> None:
-        """Decide every undecided ref of the run that qualifies (all of them for a failure)."""
-        self.flush(conn)  # rare (once per run-level stage): let SQL see everything, then select
+        """Decide every undecided ref of the run that qualifies (all of them for a failure), in one
+        statement: a run may have many thousands of partitions."""
+        self.flush(conn)  # rare (once per run-level stage): let SQL see everything first
         complete = " AND stages_done = ?" if status == "valid" else ""
-        args = (run_id, len(plan.partition_stages)) if status == "valid" else (run_id,)
-        for (ref,) in conn.execute(
-            f"SELECT ref FROM {LEDGER_PROGRESS_TABLE} WHERE run_id = ? AND verdict IS NULL{complete} ORDER BY ref",
+        args = (status, reason, run_id, *((len(plan.partition_stages),) if status == "valid" else ()))
+        decided = conn.execute(
+            f"UPDATE {LEDGER_PROGRESS_TABLE} SET verdict = ?, reason = ? "
+            f"WHERE run_id = ? AND verdict IS NULL{complete} RETURNING ref",
             args,
-        ).fetchall():
-            self._decide(run_id, ref, self._touch(conn, run_id, ref, at), plan, status, reason, at)
+        ).fetchall()
+        for (ref,) in sorted(decided):
+            dataset, partition = split_partition_ref(ref)
+            self._rows.append((dataset, partition, status, run_id, 0, at, reason, plan.seq))
 
     def _run(self, conn: sqlite3.Connection, run_id: str) -> list[Any]:
         state = self._runs.get(run_id)

@@ -8,11 +8,12 @@ drift from the rows and cost catch-up nothing; durations are kept in integer mic
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 
 import msgspec
 
-from stagebus.events import AnyEvent, Manifest, ManifestWritten
+from stagebus.events import AnyEvent, Event, Manifest, ManifestWritten
 from stagebus.projections.base import JSON, to_micros
 from stagebus.store import RecordedEvent
 from stagebus.store.keys import MANIFESTS_TABLE
@@ -38,14 +39,20 @@ CREATE TABLE IF NOT EXISTS {MANIFESTS_TABLE} (
     duration_us      INTEGER NOT NULL,
     recorded_at      TEXT NOT NULL,
     body             BLOB NOT NULL,
+    reuse_key        INTEGER NOT NULL,  -- see reuse_key(): a small index instead of four long columns
     UNIQUE (run_id, stage, partition)
 );
-CREATE INDEX IF NOT EXISTS {MANIFESTS_TABLE}_reusable
-    ON {MANIFESTS_TABLE} (stage, partition, input_hash, config_hash, status);
+CREATE INDEX IF NOT EXISTS {MANIFESTS_TABLE}_reusable ON {MANIFESTS_TABLE} (reuse_key);
 """
 
-_INSERT = f"INSERT OR IGNORE INTO {MANIFESTS_TABLE} VALUES ({', '.join('?' * 19)})"
+_INSERT = f"INSERT OR IGNORE INTO {MANIFESTS_TABLE} VALUES ({', '.join('?' * 20)})"
 _MANIFEST = msgspec.json.Decoder(Manifest)
+
+
+def reuse_key(stage: str, partition: str, input_hash: str, config_hash: str) -> int:
+    """64 bits of sha256 over what makes work reusable; lookups still compare every column."""
+    digest = hashlib.sha256(f"{stage}\0{partition}\0{input_hash}\0{config_hash}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class StageRollup(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,6 +72,7 @@ class ManifestIndex:
     name = "manifests"
     tables: tuple[str, ...] = (MANIFESTS_TABLE,)
     schema = SCHEMA
+    handles: tuple[type[Event], ...] = (ManifestWritten,)
 
     def __init__(self) -> None:
         self._rows: list[tuple[object, ...]] = []  # written in one executemany by flush()
@@ -77,7 +85,7 @@ class ManifestIndex:
             record.position, event.run_id, event.stage, event.partition, m.status, m.input_hash, m.output_hash,
             m.config_hash, m.attempt, m.worker, m.started_at, m.ended_at, m.reused_from,
             metrics.records_in, metrics.records_out, metrics.records_rejected, to_micros(metrics.duration_s),
-            record.recorded_at, JSON.encode(m),
+            record.recorded_at, JSON.encode(m), reuse_key(event.stage, event.partition, m.input_hash, m.config_hash),
         ))
 
     def flush(self, conn: sqlite3.Connection) -> None:
@@ -114,9 +122,9 @@ def find_reusable(conn: sqlite3.Connection, stage: str, partition: str, input_ha
     outputs can stand in for a rerun. ``reused`` manifests are never a source, so a reuse
     always points at the run that did the work."""
     row = conn.execute(
-        f"SELECT body FROM {MANIFESTS_TABLE} WHERE stage = ? AND partition = ? AND input_hash = ? "
-        "AND config_hash = ? AND status = 'complete' ORDER BY position LIMIT 1",
-        (stage, partition, input_hash, config_hash),
+        f"SELECT body FROM {MANIFESTS_TABLE} WHERE reuse_key = ? AND stage = ? AND partition = ? "
+        "AND input_hash = ? AND config_hash = ? AND status = 'complete' ORDER BY position LIMIT 1",
+        (reuse_key(stage, partition, input_hash, config_hash), stage, partition, input_hash, config_hash),
     ).fetchone()
     return None if row is None else _MANIFEST.decode(row[0])
 

@@ -11,7 +11,15 @@ import sqlite3
 
 import msgspec
 
-from stagebus.events import AnyEvent, PipelineDefined, PipelineDeleted, PipelineStarted, PipelineStopped, PlannedStage
+from stagebus.events import (
+    AnyEvent,
+    Event,
+    PipelineDefined,
+    PipelineDeleted,
+    PipelineStarted,
+    PipelineStopped,
+    PlannedStage,
+)
 from stagebus.projections.base import decode_plan, encode_plan
 from stagebus.store import RecordedEvent
 from stagebus.store.keys import PIPELINES_TABLE
@@ -52,6 +60,7 @@ class PipelineLifecycle:
     name = "pipelines"
     tables: tuple[str, ...] = (PIPELINES_TABLE,)
     schema = SCHEMA
+    handles: tuple[type[Event], ...] = (PipelineDefined, PipelineStarted, PipelineStopped, PipelineDeleted)
 
     def apply(self, conn: sqlite3.Connection, record: RecordedEvent, event: AnyEvent) -> None:
         at = record.recorded_at

@@ -152,11 +152,16 @@ class ProjectionDB:
                 conn.execute("ROLLBACK")
                 return 0
             movers = [self._by_name[name] for name, position, _ in rows if position == start]
+            routes: dict[type, list[Projection]] = {}
             last = None
             count = 0
             for record in store.read(after=start, limit=limit):
                 event = record.event()
-                for projection in movers:
+                kind = type(event)
+                route = routes.get(kind)
+                if route is None:
+                    route = routes[kind] = [p for p in movers if issubclass(kind, p.handles)]
+                for projection in route:
                     projection.apply(conn, record, event)
                 last = record
                 count += 1

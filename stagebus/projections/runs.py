@@ -16,6 +16,7 @@ import msgspec
 
 from stagebus.events import (
     AnyEvent,
+    Event,
     ManifestWritten,
     PartitionIngested,
     PlannedStage,
@@ -172,6 +173,8 @@ class RunsProjection:
     name = "runs"
     tables: tuple[str, ...] = (RUNS_TABLE, RUN_PARTITIONS_TABLE, STAGE_TASKS_TABLE)
     schema = SCHEMA
+    handles: tuple[type[Event], ...] = (
+        RunOpened, PartitionIngested, RunSealed, StageStarted, StageFailed, ManifestWritten)
 
     def __init__(self) -> None:
         # Rows of the two busiest statements, written in one executemany each by flush().

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from stagebus.errors import StoreError
-from stagebus.events import AnyEvent, PartitionIngested
+from stagebus.events import AnyEvent, Event, PartitionIngested
 from stagebus.projections import ProjectionDB, Projections, builtin_projections
 from stagebus.store import MemoryEventStore, RecordedEvent, SqliteEventStore
 from stagebus.store.keys import PROJECTIONS_CURRENT
@@ -32,6 +32,7 @@ class Exploding:
     name = "exploding"
     tables: tuple[str, ...] = ()
     schema = ""
+    handles: tuple[type[Event], ...] = (Event,)
 
     def __init__(self, at: int = 3) -> None:
         self.at = at
