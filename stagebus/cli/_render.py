@@ -50,8 +50,10 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         if bar is None:
             if total < PROGRESS_FROM:
                 return
+            console = Console(stderr=True)
+            # On a terminal the bar vanishes when done; in a log file it stays as one final line.
             bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                           console=Console(stderr=True), transient=True)
+                           console=console, transient=console.is_terminal)
             bar.start()
             task = bar.add_task(label, total=total)
         assert task is not None

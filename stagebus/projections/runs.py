@@ -10,7 +10,7 @@ never out of step with them.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from typing import NamedTuple
 
 import msgspec
 
@@ -235,18 +235,17 @@ _TASK_COLUMNS = ("stage, partition, status, attempts, last_error, worker, record
 
 
 def read_runs(conn: sqlite3.Connection) -> list[RunInfo]:
-    """Every run, in the order they were opened."""
+    """Every run, in the order they were opened, with stage summaries but without task rows."""
     rows = conn.execute(f"SELECT {_RUN_COLUMNS} FROM {RUNS_TABLE} ORDER BY seq").fetchall()
-    return [_run_info(conn, row, _tasks(conn, row[0])) for row in rows]
+    return [_run_info(conn, row) for row in rows]
 
 
 def read_run(conn: sqlite3.Connection, run_id: str) -> RunState | None:
     row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM {RUNS_TABLE} WHERE run_id = ?", (run_id,)).fetchone()
     if row is None:
         return None
-    tasks = _tasks(conn, run_id)
-    info = _run_info(conn, row, tasks)
-    return RunState(**msgspec.structs.asdict(info), tasks={(t.stage, t.partition): t for t in tasks})
+    info = _run_info(conn, row)
+    return RunState(**msgspec.structs.asdict(info), tasks={(t.stage, t.partition): t for t in _tasks(conn, run_id)})
 
 
 def read_ingested(conn: sqlite3.Connection, run_id: str) -> list[IngestedPartition]:
@@ -275,7 +274,18 @@ def _tasks(conn: sqlite3.Connection, run_id: str) -> list[TaskState]:
     ]
 
 
-def _run_info(conn: sqlite3.Connection, row: tuple, tasks: list[TaskState]) -> RunInfo:  # type: ignore[type-arg]
+class _Totals(NamedTuple):
+    """Aggregates of one run's tasks of one stage in one status."""
+
+    tasks: int
+    records_in: int
+    records_rejected: int
+    duration_us: int
+    max_duration_us: int
+    last_at: str
+
+
+def _run_info(conn: sqlite3.Connection, row: tuple) -> RunInfo:  # type: ignore[type-arg]
     run_id = row[0]
     plan = decode_plan(row[4])
     stages = decode_strings(row[5])
@@ -284,32 +294,41 @@ def _run_info(conn: sqlite3.Connection, row: tuple, tasks: list[TaskState]) -> R
     ).fetchall()
     partitions = tuple(ref for ref, _ in ingested)
     sealed = decode_strings(row[9])
+    # Summed in SQL: a run may have hundreds of thousands of tasks and runs() reads every run.
+    totals: dict[str, dict[str, _Totals]] = {}
+    for stage, status, *numbers in conn.execute(
+        "SELECT stage, status, count(*), sum(records_in), sum(records_rejected), sum(duration_us), "
+        f"max(duration_us), max(updated_at) FROM {STAGE_TASKS_TABLE} WHERE run_id = ? GROUP BY stage, status",
+        (run_id,),
+    ):
+        totals.setdefault(stage, {})[status] = _Totals(*numbers)
     # The run's newest event: computed here rather than updated on every event of the run.
-    moments = [row[8], row[10] or "", *(at for _, at in ingested), *(t.updated_at for t in tasks)]
+    moments = [row[8], row[10] or "", *(at for _, at in ingested),
+               *(t.last_at for by_status in totals.values() for t in by_status.values())]
     return RunInfo(
         run_id=run_id, pipeline=row[1], pipeline_version=row[2], config_hash=row[3], plan=plan, stages=stages,
         parent_run_id=row[6], resume_from=row[7], opened_at=row[8], partitions=partitions,
         sealed=sealed is not None, sealed_partitions=sealed, last_activity=max(moments),
-        stage_summaries=tuple(_summary(s, stages, len(partitions), tasks) for s in plan),
+        stage_summaries=tuple(_summary(s, stages, len(partitions), totals.get(s.name, {})) for s in plan),
     )
 
 
 def _summary(planned: PlannedStage, selected: tuple[str, ...] | None, partitions: int,
-             tasks: Iterable[TaskState]) -> StageSummary:
-    mine = [t for t in tasks if t.stage == planned.name]
-    count = {s: sum(1 for t in mine if t.status == s) for s in ("running", "retrying", "complete", "reused", "failed")}
+             totals: dict[str, _Totals]) -> StageSummary:
+    none = _Totals(0, 0, 0, 0, 0, "")
+    running, retrying, complete, reused, failed = (
+        totals.get(s, none) for s in ("running", "retrying", "complete", "reused", "failed"))
     expected = 1 if planned.scope == "run" else partitions
-    finished = count["complete"] + count["reused"] + count["failed"]
-    worked = [t.duration_s for t in mine if t.status == "complete"]
-    done = [t for t in mine if t.status in ("complete", "reused")]
+    finished = complete.tasks + reused.tasks + failed.tasks
     return StageSummary(
         stage=planned.name, scope=planned.scope, selected=selected is None or planned.name in selected,
-        expected=expected, pending=max(expected - len(mine), 0),
-        running=count["running"] + count["retrying"], retrying=count["retrying"], complete=count["complete"],
-        reused=count["reused"], failed=count["failed"],
-        records_in=sum(t.records_in for t in done), records_rejected=sum(t.records_rejected for t in done),
-        error_rate=count["failed"] / finished if finished else 0.0,
-        latency_mean_s=sum(worked) / len(worked) if worked else 0.0,
-        latency_max_s=max(worked, default=0.0),
-        last_activity=max((t.updated_at for t in mine), default=None),
+        expected=expected, pending=max(expected - sum(t.tasks for t in totals.values()), 0),
+        running=running.tasks + retrying.tasks, retrying=retrying.tasks, complete=complete.tasks,
+        reused=reused.tasks, failed=failed.tasks,
+        records_in=complete.records_in + reused.records_in,
+        records_rejected=complete.records_rejected + reused.records_rejected,
+        error_rate=failed.tasks / finished if finished else 0.0,
+        latency_mean_s=complete.duration_us / complete.tasks / 1_000_000 if complete.tasks else 0.0,
+        latency_max_s=complete.max_duration_us / 1_000_000,
+        last_activity=max((t.last_at for t in totals.values()), default=None),
     )

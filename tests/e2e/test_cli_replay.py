@@ -82,3 +82,13 @@ def test_replay_refuses_bad_options(home: Path, args: tuple[str, ...], message: 
     result = stagebus(home, "replay", *args)
     # Then one error line, exit 2
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_replay_draws_a_progress_bar_on_long_replays(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a replay long enough for a bar (the threshold lowered to one event)
+    monkeypatch.setattr("stagebus.cli._render.PROGRESS_FROM", 1)
+    # When replaying
+    result = stagebus(home, "replay")
+    # Then the bar went to stderr and the summary to stdout
+    assert result.exit_code == 0
+    assert "replaying" in result.stderr and "replayed all projections" in result.stdout
