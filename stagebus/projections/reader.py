@@ -34,6 +34,15 @@ from stagebus.store import EventStore
 
 
 class Projections:
+    """The built-in projections over ``store``, kept under ``root`` (in memory when ``root`` is None).
+
+    Lifecycle: :meth:`catch_up`, :meth:`lag`, :meth:`replay`, :meth:`verify`, :meth:`close`.
+    Reads: :meth:`ledger`, :meth:`partition`, :meth:`run`, :meth:`runs`, :meth:`ingested`,
+    :meth:`manifests`, :meth:`manifest`, :meth:`rollups`, :meth:`find_reusable`,
+    :meth:`pipeline`, :meth:`pipelines`, :meth:`pipeline_status`, :meth:`checkpoint`,
+    :meth:`digest`. Safe to share between threads.
+    """
+
     def __init__(self, store: EventStore, root: Path | None = None, *, readonly: bool = False) -> None:
         self.store = store
         self.readonly = readonly
