@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
+from typing import Any
 
 # name -> module exposing add_arguments(parser) and run(args)
 BENCHMARKS = {
     "store": "bench.store",
     "runtime": "bench.runtime",
+    "eventsourcing": "bench.eventsourcing_cmp",
+    "fleet": "bench.fleet",
+    "peers": "bench.peers",
+    "scaling": "bench.scaling",
+    "stages": "bench.stages",
 }
 
 
@@ -23,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     every.add_argument("--quick", action="store_true", help="small sizes, for CI (< 1 min each)")
     args = parser.parse_args(argv)
 
+    if args.benchmark == "all":  # every benchmark, its figures merged into bench/results.json
+        from bench.results import run_all
+
+        runs = {name: functools.partial(_run_with_defaults, name, args.quick) for name in BENCHMARKS}
+        return 1 if run_all(runs, quick=args.quick)["errors"] else 0
     chosen = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
     for name in chosen:
         module = importlib.import_module(BENCHMARKS[name])
@@ -31,6 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         own = sub.parse_args(["--quick"] if getattr(args, "quick", False) else []) if args.benchmark == "all" else args
         module.run(own)
     return 0
+
+
+def _run_with_defaults(name: str, quick: bool) -> dict[str, Any]:
+    module = importlib.import_module(BENCHMARKS[name])
+    sub = argparse.ArgumentParser()
+    module.add_arguments(sub)
+    figures: dict[str, Any] = module.run(sub.parse_args(["--quick"] if quick else []))
+    return figures
 
 
 if __name__ == "__main__":

@@ -1,0 +1,85 @@
+"""The benchmarks' own code, at tiny sizes, so it cannot rot between full runs.
+
+No timing is asserted and no peer virtualenv is built: each test runs the cheapest path of a
+benchmark and checks that it produces figures of the right shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+
+from bench import eventsourcing_cmp, history, noop_run, scaling, stages
+from bench.__main__ import BENCHMARKS
+from bench.results import run_all
+from bench.store import workload
+from stagebus.projections.reader import Projections
+from stagebus.store import SqliteEventStore
+
+
+def test_every_benchmark_module_declares_its_options() -> None:
+    for name, module_name in BENCHMARKS.items():
+        # Given a registered benchmark / When its options are parsed with --quick
+        module = importlib.import_module(module_name)
+        parser = argparse.ArgumentParser()
+        module.add_arguments(parser)
+        # Then it accepts the flag `python -m bench all --quick` passes to every benchmark
+        assert parser.parse_args(["--quick"]).quick, name
+        assert callable(module.run)
+
+
+def test_noop_pipeline_runs_embedded(tmp_path: Path) -> None:
+    # Given two partitions of the no-op pipeline / When run embedded / Then every stage task ran
+    assert noop_run.embedded_run(tmp_path, 2) > 0
+
+
+def test_noop_run_in_a_subprocess_reports_time_and_memory() -> None:
+    result = noop_run.measure_in_subprocess(1, timeout_s=120)
+    assert result["tasks"] == 6
+    assert result["peak_rss_mb"] >= result["base_rss_mb"] > 0
+
+
+def test_synthetic_history_makes_valid_ledger_rows(tmp_path: Path) -> None:
+    # Given a log grown by the synthetic history
+    store = SqliteEventStore(tmp_path / "log.db")
+    appended = history.grow(store, 25, run_size=10, batch=40)
+    # When the projections catch up
+    with Projections(store, tmp_path / "projections") as projections:
+        projections.catch_up()
+        ledger = projections.ledger()
+    store.close()
+    # Then every partition is a valid row, ~7 events each
+    assert len(ledger) == 25 and {row.status for row in ledger} == {"valid"}
+    assert appended == 25 * history.EVENTS_PER_PARTITION + 3 * (2 + 2 * len(history.RUN_STAGES))
+
+
+def test_inspect_and_replay_scaling_at_tiny_sizes(tmp_path: Path) -> None:
+    inspect = scaling.inspect_scaling(tmp_path, [150, 200], repeats=1)
+    assert [r["ledger_rows"] for r in inspect] == [150, 200]
+    replay = scaling.replay_scaling(tmp_path, [100, 300])
+    assert replay[0]["events"] >= 100 and replay[1]["events"] >= 300
+
+
+def test_our_side_of_the_eventsourcing_comparison(tmp_path: Path) -> None:
+    rates = eventsourcing_cmp.ours_rates(tmp_path, workload(200, run="smoke"), 20, 0)
+    assert set(rates) == set(eventsourcing_cmp.MEASURES) and all(rate > 0 for rate in rates.values())
+
+
+def test_reference_pipeline_on_one_demo_partition(tmp_path: Path) -> None:
+    files, manifests, wall, _ = stages.run_reference(tmp_path, 1)
+    assert len(files) == 1 and wall > 0
+    assert {m.stage for m in manifests} == {"ingest", "normalize", "extract", "link", "index", "serve"}
+
+
+def test_all_merges_figures_and_keeps_going_past_a_failure(tmp_path: Path) -> None:
+    def broken() -> dict[str, object]:
+        raise RuntimeError("no redis")
+
+    # Given one benchmark that works and one that fails
+    merged = run_all({"ok": lambda: {"ratio": 1.0}, "broken": broken}, quick=True, path=tmp_path / "r.json")
+    # Then both are in results.json: figures for one, the error for the other, and the machine
+    written = json.loads((tmp_path / "r.json").read_text())
+    assert written["benchmarks"] == {"ok": {"ratio": 1.0}} and "broken" in written["errors"]
+    assert written["machine"]["nproc"] >= 1 and merged["quick"] is True
