@@ -45,7 +45,7 @@ class GateClosed(StagebusError):
     """A stage task was asked to run before its upstream manifests exist."""
 
 
-class PipelineError(StagebusError):
+class PipelineError(InvalidInput):
     """A pipeline lifecycle rule refused the request (stopped, deleted, busy)."""
 
 

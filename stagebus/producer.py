@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
+from stagebus.actors.lifecycle import refuse_if_deleted
 from stagebus.errors import InvalidInput
 from stagebus.events import Event, PartitionIngested, PlannedStage, RunOpened, RunSealed, partition_ref
 from stagebus.projections import Projections
@@ -174,11 +175,12 @@ class Producer:
     # --- helpers -------------------------------------------------------------------------
 
     def _opened(self, run_id: str) -> RunOpened:
+        refuse_if_deleted(self.store, self.pipeline_name)
         return RunOpened(run_id=run_id, pipeline=self.pipeline_name, pipeline_version=self.pipeline_version,
                          plan=self.plan)
 
     def _run_exists(self, run_id: str) -> bool:
-        record = self.store.get(self._opened(run_id).key)
+        record = self.store.get(f"run/{run_id}")
         if record is None:
             return False
         opened = record.event()

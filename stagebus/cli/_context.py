@@ -24,40 +24,19 @@ log = logging.getLogger("stagebus.cli")
 FORMATS = ("table", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-# Used only when the reference pipeline cannot be imported: the default six-stage chain.
-FALLBACK_PIPELINE = "reference"
-FALLBACK_PLAN = (
-    PlannedStage(name="ingest"),
-    PlannedStage(name="normalize", after=("ingest",)),
-    PlannedStage(name="extract", after=("normalize",)),
-    PlannedStage(name="link", after=("extract",), scope="run"),
-    PlannedStage(name="index", after=("link",), scope="run"),
-    PlannedStage(name="serve", after=("index",), scope="run"),
-)
-
-
 class PipelinePlan(NamedTuple):
     name: str
     version: str
     plan: tuple[PlannedStage, ...]
 
 
-def resolve_plan(pipeline_name: str) -> PipelinePlan:
-    """The plan a producer records in ``RunOpened`` for ``pipeline_name``.
+def resolve_plan(pipeline_name: str, settings: Settings | None = None) -> PipelinePlan:
+    """The plan a producer records in ``RunOpened`` for ``pipeline_name``: the reference
+    pipeline, or one named by ``STAGEBUS_PIPELINES``. Any other name is refused."""
+    from stagebus.stages import load_registry
 
-    The reference pipeline comes from :mod:`stagebus.stages` when it imports; without it the
-    built-in six-stage chain stands in. Any other name is refused.
-    """
-    try:
-        from stagebus.stages import reference_pipeline
-    except ImportError:
-        log.debug("stagebus.stages is not importable; using the built-in six-stage plan")
-        if pipeline_name == FALLBACK_PIPELINE:
-            return PipelinePlan(FALLBACK_PIPELINE, "", FALLBACK_PLAN)
-        raise InvalidInput(f"unknown pipeline {pipeline_name!r} (known: {FALLBACK_PIPELINE})") from None
-    if pipeline_name != reference_pipeline.name:
-        raise InvalidInput(f"unknown pipeline {pipeline_name!r} (known: {reference_pipeline.name})")
-    return PipelinePlan(reference_pipeline.name, reference_pipeline.version, reference_pipeline.plan())
+    pipeline = load_registry(settings.pipelines if settings else "").get(pipeline_name)
+    return PipelinePlan(pipeline.name, pipeline.version, pipeline.plan())
 
 
 def make_settings(home: str | None, store: str | None, log_level: str | None) -> Settings:

@@ -31,12 +31,12 @@ def publish(
     Everything is checked (names, files, metadata, pipeline) before anything is stored; publishing
     the same (run, dataset, partition) again stores nothing and says so.
     """
+    app = get_context(ctx)
     metadata = parse_meta(meta or [])
-    plan = resolve_plan(pipeline)
+    plan = resolve_plan(pipeline, app.settings)
     if run_id is not None:
         check_name("run id", run_id)
     parts = [describe_file(dataset, name, path, metadata) for name, path in partition_files(partition, file, directory)]
-    app = get_context(ctx)
     producer = Producer(app.store(), plan.name, plan.plan, plan.version, projections=app.projections())
     run_id = run_id or new_run_id()
     for part in parts:

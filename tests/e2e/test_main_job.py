@@ -109,3 +109,29 @@ def test_changed_file_fails_ingest_finally_and_exits_nonzero(tmp_path: Path) -> 
 def test_bad_run_and_query_input_is_one_line(tmp_path: Path, args: list[str]) -> None:
     done = stagebus(tmp_path, *args, check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("stagebus: error:")
+
+
+def test_users_own_stage_from_the_readme_runs(tmp_path: Path) -> None:
+    # Given the README's example pipeline (reference stages plus "prices"), named by STAGEBUS_PIPELINES
+    repo = Path(__file__).resolve().parents[2]
+    (tmp_path / "catalog.csv").write_text("sku,price\nA1,1.50\nB2,oops\n")
+    env = {**os.environ, "PYTHONPATH": str(repo), "STAGEBUS_PIPELINES": "examples.prices:pipeline"}
+    home = tmp_path / "home"
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([*STAGEBUS, "--home", str(home), *args], capture_output=True, text=True, env=env,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    # When a run of pipeline "shop" is published and run
+    run_id = cli("publish", "--pipeline", "shop", "--dataset", "catalog", "--file", str(tmp_path / "catalog.csv"),
+                 "--partition", "all", "--seal").strip()
+    cli("run")
+    # Then the custom stage priced the good row and kept the bad one as a reject
+    (manifest,) = json.loads(cli("manifest", "show", run_id, "--stage", "prices", "--format", "json"))
+    assert manifest["metrics"]["records_out"] == 1 and manifest["metrics"]["records_rejected"] == 1
+    prices = next(a for a in manifest["artifacts"] if a["name"] == "prices")
+    assert json.loads((home / "artifacts" / prices["path"]).read_text()) == {"sku": "A1", "cents": 150,
+                                                                              "currency": "USD"}
+    assert "shop" in cli("pipeline", "list")
