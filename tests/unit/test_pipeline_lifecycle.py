@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import toy
 
 from stagebus.actors import lifecycle
 from stagebus.actors.embedded import EmbeddedRunner
@@ -16,6 +15,7 @@ from stagebus.events import StageStarted
 from stagebus.producer import Producer
 from stagebus.projections import Projections
 from stagebus.store import SqliteEventStore
+from support import toy
 
 
 @pytest.fixture
