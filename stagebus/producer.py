@@ -211,3 +211,30 @@ class Producer:
         if self.projections is not None and any(o.stored for o in outcome):
             self.projections.catch_up()
         return outcome
+
+
+def open_producer(pipeline: str = "reference", *, home: str | Path | None = None,
+                  store: str | None = None) -> Producer:
+    """A producer for ``pipeline`` on the home's log (or ``store``), configured like the CLI:
+    arguments first, then ``STAGEBUS_*`` environment, then defaults. Usable from any process
+    that can reach the store::
+
+        producer = stagebus.open_producer(home="/data/stagebus")
+        run_id = producer.open_run()
+        producer.publish("airports", "state=CA", "ca.csv", {"source": "faa"}, run_id=run_id)
+        producer.seal(run_id)
+    """
+    from stagebus.settings import Settings
+    from stagebus.stages import load_registry
+    from stagebus.store import open_store
+
+    given: dict[str, object] = {}
+    if home is not None:
+        given["home"] = Path(home)
+    if store is not None:
+        given["store"] = store
+    settings = Settings(**given)  # type: ignore[arg-type]
+    chosen = load_registry(settings.pipelines).get(pipeline)
+    log = open_store(settings.store_url)
+    projections = None if log.url == "memory://" else Projections(log, settings.projections_path)
+    return Producer(log, chosen.name, chosen.plan(), chosen.version, projections=projections)
