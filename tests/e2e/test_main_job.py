@@ -75,6 +75,11 @@ def test_users_csv_with_bad_rows_is_served_and_rejects_are_readable(tmp_path: Pa
     hits = json.loads(stagebus(home, "query", "san francisco", "--format", "json").stdout)
     assert [h["record"]["name"] for h in hits] == ["San Francisco"]
     assert json.loads(stagebus(home, "query", "Berkeley", "--format", "json").stdout)
+    # And every task left NDJSON telemetry: a start and an end with its counts
+    lines = [json.loads(line) for line in (home / "logs" / "tasks.ndjson").read_text().splitlines()]
+    ends = [line for line in lines if line["event"] == "end"]
+    assert len(ends) == 2 * 3 + 3 and {"duration_s", "records_in", "records_out", "records_rejected"} <= ends[0].keys()
+    assert sum(1 for line in lines if line["event"] == "start") == len(ends)
 
 
 def test_stage_subset_without_its_upstream_is_refused(tmp_path: Path) -> None:

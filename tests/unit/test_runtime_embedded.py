@@ -106,7 +106,9 @@ def test_permanent_error_is_not_retried(home: Home) -> None:
     # When it runs
     with home.runner() as runner:
         report = runner.run()
+        dead = [m.actor_name for m in runner.broker.dead_letters]
     # Then one attempt only, final failure, dead-lettered by the broker
+    assert dead == ["stage_load"]
     assert len(home.events(StageStarted)) == 1
     assert home.events(StageFailed)[0].final
     assert home.projections.partition("nums", "bad").status == "invalid"
