@@ -16,25 +16,7 @@ from stagebus.errors import ContractError, PermanentStageError
 from stagebus.events import ManifestWritten, StageFailed, StageStarted
 from stagebus.store import MemoryEventStore
 from support import toy
-
-
-class Reuse:
-    """The projection lookups the executor needs, answered straight from the log."""
-
-    def __init__(self, store: MemoryEventStore) -> None:
-        self.store = store
-
-    def find_reusable(self, stage: str, partition: str, input_hash: str, config_hash: str):  # type: ignore[no-untyped-def]
-        for record in self.store.read():
-            event = record.event()
-            if isinstance(event, ManifestWritten) and event.manifest.status == "complete":
-                m = event.manifest
-                if (m.stage, m.partition, m.input_hash, m.config_hash) == (stage, partition, input_hash, config_hash):
-                    return m
-        return None
-
-    def pipeline_status(self, pipeline: str) -> str:
-        return "active"
+from support.reference import LogLookups
 
 
 @pytest.fixture
@@ -45,7 +27,7 @@ def store() -> MemoryEventStore:
 
 
 def executor(store: MemoryEventStore, root: Path, factor: int = 2, reuse: bool = True) -> Executor:
-    return Executor(store, ArtifactStore(root), toy.registry(factor), lookups=Reuse(store) if reuse else None)
+    return Executor(store, ArtifactStore(root), toy.registry(factor), lookups=LogLookups(store) if reuse else None)
 
 
 def events_of(store: MemoryEventStore, kind: type) -> list:  # type: ignore[type-arg]
