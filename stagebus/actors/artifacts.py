@@ -24,18 +24,11 @@ from typing import IO
 import msgspec
 
 from stagebus.events import RUN_SCOPE, Artifact, Manifest
+from stagebus.store.files import fsync_dir
 
 HOST = socket.gethostname()
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _MANIFEST_JSON = msgspec.json.Encoder(order="deterministic")
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def sha256_file(path: Path) -> str:

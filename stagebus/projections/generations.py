@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from stagebus.errors import StoreUnavailable
+from stagebus.store.files import fsync_dir
 from stagebus.store.keys import PROJECTIONS_CURRENT, PROJECTIONS_LOCK
 
 BUSY_TIMEOUT_S = 30.0
@@ -109,7 +110,7 @@ class FileGenerations:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self._current)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         keep = {name, previous}
         for path in self.root.glob("*.db"):
             if path.stem.isdigit() and path.stem not in keep:
@@ -198,10 +199,3 @@ def open_readonly(path: Path) -> sqlite3.Connection:
 def _sidecars(path: Path) -> tuple[Path, Path, Path]:
     return Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

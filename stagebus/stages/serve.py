@@ -20,10 +20,10 @@ from pathlib import Path
 
 import msgspec
 
-from stagebus.actors.artifacts import fsync_dir
 from stagebus.actors.context import StageContext
 from stagebus.actors.contract import stage
 from stagebus.stages.records import Snapshot
+from stagebus.store.files import fsync_dir
 
 SERVED_DIR = "served"
 SNAPSHOTS_DIR = "snapshots"
