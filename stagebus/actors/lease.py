@@ -27,6 +27,11 @@ return 0
 class Lease(Protocol):
     fence: int
 
+    @property
+    def held(self) -> bool:
+        """Whether the last :meth:`acquire` took or kept the lease (no I/O)."""
+        ...
+
     def acquire(self) -> bool:
         """Take the lease if free, or keep it if held; False while another relay holds it."""
         ...
@@ -43,6 +48,10 @@ class RedisLease:
         self.fence = 0
         self._held = False
         self._renew = client.register_script(_RENEW)
+
+    @property
+    def held(self) -> bool:
+        return self._held
 
     def acquire(self) -> bool:
         if self._held and self._renew(keys=[self.keys.relay_lease], args=[self.token, self.ttl_ms]):
@@ -63,6 +72,10 @@ class FileLease:
         self.path = path
         self.fence = 0
         self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
 
     def acquire(self) -> bool:
         if self._fd is not None:

@@ -31,12 +31,16 @@ class Relay:
         store: EventStore,
         projections: Any,
         pipelines: PipelineRegistry,
-        send: Callable[[TaskRef, str], None],
+        send: Callable[..., None],  # send(task, pipeline, *, attempts_before)
         *,
         lease: Lease | None = None,
         reconcile_every_s: float = 5.0,
         redelivery_s: float = 60.0,
+        backlog: Callable[[str], int] | None = None,
     ) -> None:
+        """``backlog(stage)``, when given, counts the messages waiting on a stage's queue: a
+        task sent before is sent again only once its queue has none waiting, since until then
+        its message is most likely among them (a redelivery into a backlog only lengthens it)."""
         self.store = store
         self.projections = projections
         self.pipelines = pipelines
@@ -45,7 +49,10 @@ class Relay:
         self.reconcile_every_s = reconcile_every_s
         self.redelivery_s = redelivery_s
         self.position = 0
+        self.backlog = backlog
         self._sent: dict[TaskRef, float] = {}
+        self._ready: set[TaskRef] = set()  # tasks found ready during this step
+        self._waiting: dict[str, int] = {}  # backlog per stage, asked once per step
         self._last_reconcile = 0.0
         self.enqueued = 0
 
@@ -57,13 +64,20 @@ class Relay:
         self.projections.catch_up()
         head = self.store.head()
         now = time.monotonic()
-        if now - self._last_reconcile >= self.reconcile_every_s or self.position == 0:
+        self._ready.clear()
+        self._waiting.clear()
+        full = now - self._last_reconcile >= self.reconcile_every_s or self.position == 0
+        if full:
             runs = [r.run_id for r in self.projections.runs()]
             self._last_reconcile = now
         else:
             runs = sorted({rid for rid in self._touched_runs(head) if rid})
         self.position = head
         sent = sum(self._reconcile_run(run_id, now) for run_id in runs)
+        if full:
+            # Forget tasks no longer ready (done, failed, running), so a long-lived relay does
+            # not keep every task it ever sent.
+            self._sent = {task: at for task, at in self._sent.items() if task in self._ready}
         self.enqueued += sent
         return sent
 
@@ -87,18 +101,32 @@ class Relay:
         readiness = ready_tasks(run, pipeline, local_idle=False)
         for task in readiness.exhausted:
             attempts = run.tasks[(task.stage, task.partition)].attempts
+            if self.lease is not None and not self.lease.acquire():
+                return 0  # replaced since this step began: the new leader judges from here
             self.store.append_one(StageFailed(
                 run_id=task.run_id, stage=task.stage, partition=task.partition, attempt=attempts,
                 error_type="AttemptsExhausted", message=f"{attempts} attempts died before finishing", final=True,
             ))
         sent = 0
         for task in readiness.ready:
-            if now - self._sent.get(task, -1e18) < self.redelivery_s:
+            self._ready.add(task)
+            sent_at = self._sent.get(task)
+            if sent_at is not None and (now - sent_at < self.redelivery_s or self._backlog(task.stage)):
                 continue
-            self.send(task, pipeline.name)
+            state = run.tasks.get((task.stage, task.partition))
+            # Attempts that died without a word count against the retry policy: the next one
+            # is numbered after them (else a task that kills its worker would loop forever).
+            self.send(task, pipeline.name, attempts_before=state.attempts if state else 0)
             self._sent[task] = now
             sent += 1
         return sent
+
+    def _backlog(self, stage: str) -> int:
+        if self.backlog is None:
+            return 0
+        if stage not in self._waiting:
+            self._waiting[stage] = self.backlog(stage)
+        return self._waiting[stage]
 
     def run_forever(self, stop: threading.Event, poll_s: float = 0.2) -> None:
         while not stop.is_set():

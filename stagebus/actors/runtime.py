@@ -6,17 +6,23 @@ from the log (gate, duplicate check) and records in the log (started, manifest, 
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 
 import dramatiq
 from dramatiq.broker import Broker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.message import Message
 from dramatiq.middleware import CurrentMessage
 
 from stagebus.actors.executor import PERMANENT_ERRORS, Executor, Outcome
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.pipeline import Pipeline, PipelineRegistry
-from stagebus.errors import InvalidInput
+from stagebus.errors import InvalidInput, StoreUnavailable
+
+log = logging.getLogger("stagebus.actors")
+LOG_OUTAGE_PAUSE_S = 1.0
 
 
 def make_broker(url: str) -> Broker:
@@ -39,6 +45,19 @@ def make_broker(url: str) -> Broker:
     return broker
 
 
+def actor_name(stage: str) -> str:
+    return f"stage_{stage}"
+
+
+def stage_message(task: TaskRef, pipeline: str, *, attempts_before: int = 0) -> Message:  # type: ignore[type-arg]
+    """The message that runs ``task`` on its stage's queue, for senders that declare no actors
+    (the fleet relay). ``attempts_before`` counts earlier attempts that died without a word, so
+    the next one is numbered after them and the retry policy still bounds them all."""
+    options = {"retries": attempts_before} if attempts_before else {}
+    return Message(queue_name=task.stage, actor_name=actor_name(task.stage),
+                   args=(task.run_id, task.partition, pipeline), kwargs={}, options=options)
+
+
 class StageActors:
     """Declares the stage actors on a broker and sends stage tasks to them."""
 
@@ -48,6 +67,7 @@ class StageActors:
         self.pipelines = pipelines
         self.actors: dict[str, dramatiq.Actor] = {}  # type: ignore[type-arg]
         self.on_outcome: Callable[[TaskRef, Outcome], None] | None = None
+        self.log_outage_wait_s = 0.0  # how long a task waits out an unreachable log (fleet: 60 s)
         for pipeline in pipelines:
             self._declare(pipeline)
 
@@ -59,7 +79,7 @@ class StageActors:
             contract = definition.contract
             self.actors[name] = dramatiq.actor(
                 broker=self.broker,
-                actor_name=f"stage_{name}",
+                actor_name=actor_name(name),
                 queue_name=name,
                 max_retries=contract.retry.max_retries,
                 min_backoff=contract.retry.min_backoff_ms,
@@ -69,26 +89,37 @@ class StageActors:
             )(self._handler(name))
 
     def _handler(self, stage: str):  # type: ignore[no-untyped-def]
-        executor = self.executor
-
         def run_stage(run_id: str, partition: str, pipeline: str) -> None:
             message = CurrentMessage.get_current_message()
             retries = message.options.get("retries", 0) if message else 0
             max_retries = self.pipelines.get(pipeline)[stage].contract.retry.max_retries
             task = TaskRef(run_id, stage, partition)
-            outcome = executor.execute(task, pipeline, attempt=retries + 1, final=retries >= max_retries)
+            outcome = self._execute(task, pipeline, attempt=retries + 1, final=retries >= max_retries)
             if self.on_outcome is not None:
                 self.on_outcome(task, outcome)
 
-
-        run_stage.__name__ = f"stage_{stage}"
+        run_stage.__name__ = actor_name(stage)
         return run_stage
 
-    def send(self, task: TaskRef, pipeline: str) -> None:
-        actor = self.actors.get(task.stage)
-        if actor is None:
+    def _execute(self, task: TaskRef, pipeline: str, *, attempt: int, final: bool) -> Outcome:
+        # An unreachable log is not the stage's failure, and failing the message then may lose
+        # it (the broker is often the same Redis, down too) while the log still says "running"
+        # under a live worker. So the worker waits for the log and runs the task again: the
+        # executor's duplicate check makes that safe, and the attempt stays truly in flight.
+        deadline = time.monotonic() + self.log_outage_wait_s
+        while True:
+            try:
+                return self.executor.execute(task, pipeline, attempt=attempt, final=final)
+            except StoreUnavailable as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("task %s waits for the log: %s", task, exc)
+                time.sleep(LOG_OUTAGE_PAUSE_S)
+
+    def send(self, task: TaskRef, pipeline: str, *, attempts_before: int = 0) -> None:
+        if task.stage not in self.actors:
             raise InvalidInput(f"no actor for stage {task.stage!r}")
-        actor.send(task.run_id, task.partition, pipeline)
+        self.broker.enqueue(stage_message(task, pipeline, attempts_before=attempts_before))
 
     @property
     def queues(self) -> list[str]:
