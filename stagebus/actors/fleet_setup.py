@@ -37,7 +37,7 @@ from stagebus.actors.metrics import queue_depths
 from stagebus.actors.pipeline import PipelineRegistry
 from stagebus.actors.runtime import StageActors, make_broker, stage_message
 from stagebus.actors.telemetry import Telemetry
-from stagebus.errors import InvalidInput
+from stagebus.errors import InvalidInput, StoreError, StoreUnavailable
 from stagebus.events import Manifest
 from stagebus.projections import Projections
 from stagebus.settings import Settings
@@ -139,10 +139,15 @@ class WorkerLookups:
         if not self._lock.acquire(blocking=at is None):
             return
         try:
-            if self.projections.checkpoint() > self.store.head():
-                log.warning("the log is shorter than this worker's projections cache: rebuilding the cache")
+            try:
+                if self.projections.checkpoint() > self.store.head():
+                    raise StoreError("the log is shorter than the cache (it lost its last events)")
+                self.projections.catch_up()
+            except StoreUnavailable:
+                raise
+            except StoreError as exc:  # built from another log, or from this one before it lost events
+                log.warning("this worker's projections cache does not match the log (%s): rebuilding it", exc)
                 self.projections.replay()
-            self.projections.catch_up()
             self._caught_up_at = time.monotonic()
         finally:
             self._lock.release()

@@ -321,6 +321,22 @@ def test_worker_lookups_rebuild_a_cache_that_is_ahead_of_the_log(tmp_path: Path)
     lookups.close()
 
 
+def test_worker_lookups_rebuild_a_cache_built_from_another_log(tmp_path: Path) -> None:
+    # Given a cache built from one log
+    first = MemoryEventStore()
+    open_run(first)
+    WorkerLookups(first, tmp_path / "cache", max_lag_s=0).pipeline_status("chain6")
+    # When the workers are pointed at another, longer log (say, the same URL after a wipe)
+    other = MemoryEventStore()
+    open_run(other, run_id="r2", partitions=3)
+    other.append_one(PipelineStopped(pipeline="chain6", reason="x"))
+    lookups = WorkerLookups(other, tmp_path / "cache", max_lag_s=0)
+    # Then the cache follows the log it is asked about, rather than failing every task
+    assert lookups.pipeline_status("chain6") == "stopped"
+    assert [run.run_id for run in lookups.projections.runs()] == ["r2"]
+    lookups.close()
+
+
 # --- the relay process --------------------------------------------------------------------------
 
 @pytest.mark.redis
