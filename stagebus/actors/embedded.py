@@ -21,7 +21,7 @@ from stagebus.actors.artifacts import ArtifactStore
 from stagebus.actors.executor import Executor, Outcome
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.pipeline import Pipeline, PipelineRegistry
-from stagebus.actors.readiness import ready_tasks
+from stagebus.actors.readiness import IN_FLIGHT, ready_tasks
 from stagebus.actors.runtime import StageActors, make_broker
 from stagebus.actors.telemetry import Telemetry
 from stagebus.events import StageFailed
@@ -103,7 +103,8 @@ class EmbeddedRunner:
 
     def _enqueue_ready(self, run_ids: Collection[str] | None) -> int:
         self.projections.catch_up()
-        sent = 0
+        ready: list[tuple[TaskRef, str, int]] = []
+        gave_up = 0
         for run in self._runs(run_ids):
             pipeline = self.pipelines.get(run.pipeline)
             if self.projections.pipeline_status(pipeline.name) != "active":
@@ -111,11 +112,22 @@ class EmbeddedRunner:
             readiness = ready_tasks(run, pipeline, only_stages=self._only_stages, local_idle=True)
             for task in readiness.exhausted:
                 self._give_up(task, run.tasks[(task.stage, task.partition)].attempts)
-                sent += 1  # the ledger changed: look again
+                gave_up += 1  # the ledger changed: look again
             for task in readiness.ready:
-                self.actors.send(task, pipeline.name)
-                sent += 1
-        return sent
+                # A task whose attempt died without a word is numbered after it, so the retry
+                # policy bounds attempts across crashes too.
+                state = run.tasks.get((task.stage, task.partition))
+                before = state.attempts if state is not None and state.status in IN_FLIGHT else 0
+                ready.append((task, pipeline.name, before))
+        suspects = [item for item in ready if item[2] > 0]
+        if suspects:
+            # Attempts that died with their process are re-run one at a time, before anything
+            # else: if the process dies again, the crash is charged to the one task running,
+            # not to innocent tasks that happened to share the process.
+            ready = suspects[:1]
+        for task, pipeline_name, before in ready:
+            self.actors.send(task, pipeline_name, attempts_before=before)
+        return len(ready) + gave_up
 
     def _runs(self, run_ids: Collection[str] | None) -> list[Any]:
         if run_ids is None:

@@ -87,3 +87,21 @@ def test_sigkill_between_items_resumes_mid_way(tmp_path: Path) -> None:
             numbers = next(a for a in event.manifest.artifacts if a.name == "numbers")
             assert numbers.records == (4 if event.partition == "nums/p001" else 6)
     assert list((tmp_path / "art" / "work").rglob("items.jsonl")) == []
+
+
+def test_a_partition_that_kills_every_attempt_is_given_up_after_its_retries(tmp_path: Path) -> None:
+    # Given a partition whose load SIGKILLs its process every time (retry policy: 1 + 2 attempts)
+    assert run_toy(tmp_path, "publish-poison").returncode == 0
+    env = {"STAGEBUS_TEST_KILL_ALWAYS": "1"}
+    # When the pipeline is started again after each crash
+    codes = [run_toy(tmp_path, env=env).returncode for _ in range(4)]
+    # Then three attempts died, and the fourth start gives the task up instead of looping forever
+    assert codes == [-9, -9, -9, 1]
+    store = SqliteEventStore(tmp_path / "log.db")
+    starts = [e for e in (r.event() for r in store.read()) if isinstance(e, StageStarted) and e.partition == "nums/deadly"]
+    assert [s.attempt for s in starts] == [1, 2, 3]
+    projections = Projections(store, tmp_path / "projections")
+    projections.catch_up()
+    deadly = projections.partition("nums", "deadly")
+    assert deadly.status == "invalid" and "AttemptsExhausted" in (deadly.reason or "")
+    assert projections.partition("nums", "ok").status != "invalid"

@@ -20,6 +20,9 @@ def main() -> int:
     home = Path(sys.argv[1])
     store = SqliteEventStore(home / "log.db")
     projections = Projections(store, home / "projections")
+    if len(sys.argv) > 2 and sys.argv[2] == "publish-poison":
+        toy.publish(store, home, "r1", {"ok": [{"n": 1}], "deadly": [{"n": 2, "act": "kill-always"}]})
+        return 0
     if len(sys.argv) > 2 and sys.argv[2] == "publish":
         n = int(sys.argv[3])
         parts = {f"p{i:03d}": [{"n": j} for j in range(6)] for i in range(n)}

@@ -54,6 +54,8 @@ def _act(record: dict, ctx: StageContext) -> None:  # type: ignore[type-arg]
         if flag and Path(flag).exists():
             Path(flag).unlink()
             os.kill(os.getpid(), signal.SIGKILL)
+    elif act == "kill-always" and os.environ.get("STAGEBUS_TEST_KILL_ALWAYS"):
+        os.kill(os.getpid(), signal.SIGKILL)
     elif act == "slow":
         time.sleep(0.05)
 
