@@ -98,7 +98,8 @@ def test_a_partition_that_kills_every_attempt_is_given_up_after_its_retries(tmp_
     # Then three attempts died, and the fourth start gives the task up instead of looping forever
     assert codes == [-9, -9, -9, 1]
     store = SqliteEventStore(tmp_path / "log.db")
-    starts = [e for e in (r.event() for r in store.read()) if isinstance(e, StageStarted) and e.partition == "nums/deadly"]
+    events = [r.event() for r in store.read()]
+    starts = [e for e in events if isinstance(e, StageStarted) and e.partition == "nums/deadly"]
     assert [s.attempt for s in starts] == [1, 2, 3]
     projections = Projections(store, tmp_path / "projections")
     projections.catch_up()
