@@ -21,7 +21,7 @@ from stagebus.actors.artifacts import ArtifactStore
 from stagebus.actors.executor import Executor, Outcome
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.pipeline import Pipeline, PipelineRegistry
-from stagebus.actors.readiness import IN_FLIGHT, ready_tasks
+from stagebus.actors.readiness import IN_FLIGHT, chained_downstream, ready_tasks
 from stagebus.actors.runtime import StageActors, make_broker
 from stagebus.actors.telemetry import Telemetry
 from stagebus.events import StageFailed
@@ -142,16 +142,11 @@ class EmbeddedRunner:
         ))
 
     def _enqueue_downstream(self, task: TaskRef, pipeline: Pipeline) -> None:
-        # Fast path for partition-scoped chains: the next stage of the same partition needs only
-        # this manifest. Run-level (fan-in) stages wait for the next readiness round.
         if self._only_stages is not None and task.stage not in self._only_stages:
             return
-        for nxt in pipeline.downstream(task.stage):
-            if pipeline[nxt].contract.scope != "partition":
-                continue
-            if self._only_stages is not None and nxt not in self._only_stages:
-                continue
-            self.actors.send(TaskRef(task.run_id, nxt, task.partition), pipeline.name)
+        for nxt in chained_downstream(task, pipeline):
+            if self._only_stages is None or nxt.stage in self._only_stages:
+                self.actors.send(nxt, pipeline.name)
 
     def _record(self, task: TaskRef, outcome: Outcome) -> None:
         with self._lock:

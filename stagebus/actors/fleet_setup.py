@@ -34,7 +34,8 @@ from stagebus.actors.executor import Executor
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.lease import FileLease, Lease, RedisLease
 from stagebus.actors.metrics import queue_depths
-from stagebus.actors.pipeline import PipelineRegistry
+from stagebus.actors.pipeline import Pipeline, PipelineRegistry
+from stagebus.actors.readiness import chained_downstream
 from stagebus.actors.runtime import StageActors, make_broker, stage_message
 from stagebus.actors.telemetry import Telemetry
 from stagebus.errors import InvalidInput, StoreError, StoreUnavailable
@@ -194,5 +195,13 @@ def build_worker(settings: FleetSettings | None = None) -> WorkerParts:
         log.info("swept %d temp file(s) of attempts that died on this host", swept)
     executor = Executor(store, artifacts, pipelines, lookups=lookups, telemetry=telemetry)
     actors = StageActors(broker, executor, pipelines)
+
+    def send_chained(task: TaskRef, pipeline: Pipeline) -> None:
+        # The fast path: a finished task sends its partition's next stages itself, so a
+        # transition costs one broker hop; the relay sends them only if this never happened.
+        for nxt in chained_downstream(task, pipeline):
+            actors.send(nxt, pipeline.name)
+
+    executor.on_complete = send_chained
     actors.log_outage_wait_s = LOG_OUTAGE_WAIT_S
     return WorkerParts(settings, store, broker, pipelines, lookups, actors, telemetry)

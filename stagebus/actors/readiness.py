@@ -162,3 +162,26 @@ def ready_tasks(
             if upstream_done(run, pipeline, stage, ref):
                 ready.append(TaskRef(run.run_id, stage, ref))
     return Readiness(ready, exhausted)
+
+
+def chained_downstream(task: TaskRef, pipeline: Pipeline) -> list[TaskRef]:
+    """The next partition-level tasks of the same partition: the ones a finished task can send
+    at once (the fast path), since each needs only upstream manifests of that partition.
+    Run-level (fan-in) stages wait for the relay or the next readiness round."""
+    return [TaskRef(task.run_id, nxt, task.partition) for nxt in pipeline.downstream(task.stage)
+            if pipeline[nxt].contract.scope == "partition"]
+
+
+def chained_upstream_age(run: RunView, pipeline: Pipeline, task: TaskRef) -> float | None:
+    """Seconds since the last upstream of a fast-path task finished, or None if ``task`` is
+    not sent by the fast path (it has no upstream, or a run-level one)."""
+    after = pipeline[task.stage].contract.after
+    if not after or task.partition == RUN_SCOPE or any(pipeline[u].contract.scope == "run" for u in after):
+        return None
+    ages = []
+    for up in after:
+        state = run.tasks.get((up, task.partition))
+        if state is None:
+            return None
+        ages.append(age_s(state.updated_at))
+    return min(ages)

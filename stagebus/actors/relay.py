@@ -17,7 +17,7 @@ from typing import Any
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.lease import Lease
 from stagebus.actors.pipeline import PipelineRegistry
-from stagebus.actors.readiness import ready_tasks
+from stagebus.actors.readiness import chained_upstream_age, ready_tasks
 from stagebus.errors import InvalidInput, StoreUnavailable
 from stagebus.events import StageFailed
 from stagebus.store import EventStore
@@ -111,6 +111,12 @@ class Relay:
         for task in readiness.ready:
             self._ready.add(task)
             sent_at = self._sent.get(task)
+            if sent_at is None:
+                chained = chained_upstream_age(run, pipeline, task)
+                if chained is not None and chained < self.redelivery_s:
+                    # The worker that finished its upstream sent it (the fast path); count that
+                    # as the first send, so only a lost one is sent again, after redelivery_s.
+                    self._sent[task] = sent_at = now - chained
             if sent_at is not None and (now - sent_at < self.redelivery_s or self._backlog(task.stage)):
                 continue
             state = run.tasks.get((task.stage, task.partition))
@@ -128,7 +134,7 @@ class Relay:
             self._waiting[stage] = self.backlog(stage)
         return self._waiting[stage]
 
-    def run_forever(self, stop: threading.Event, poll_s: float = 0.2) -> None:
+    def run_forever(self, stop: threading.Event, poll_s: float = 0.05) -> None:
         while not stop.is_set():
             try:
                 if self.step() == 0:

@@ -33,7 +33,7 @@ MAX_BACKOFF_S = 5.0
 
 class RelayProcess:
     def __init__(self, settings: FleetSettings, *, reconcile_every_s: float = 5.0, redelivery_s: float = 60.0,
-                 lease_ttl_s: float = 5.0, poll_s: float = 0.2, health_every_s: float = 10.0,
+                 lease_ttl_s: float = 5.0, poll_s: float = 0.05, health_every_s: float = 10.0,
                  stall_after_s: float = 30.0) -> None:
         self.settings = settings
         self.poll_s = poll_s
