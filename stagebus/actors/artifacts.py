@@ -171,9 +171,8 @@ class ArtifactStore:
         return removed
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
+def process_exists(pid: int) -> bool:
+    """Whether a process with ``pid`` runs on this host (one we may not signal counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -181,3 +180,7 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _alive(pid: int) -> bool:
+    return pid == os.getpid() or process_exists(pid)

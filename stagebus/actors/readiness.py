@@ -15,6 +15,7 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
 
+from stagebus.actors.artifacts import process_exists
 from stagebus.actors.contract import StageContract
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.pipeline import Pipeline
@@ -68,7 +69,7 @@ def worker_alive(worker: str, updated_at: str, stale_after_s: float, *, local_id
         if pid == os.getpid():
             if local_idle:
                 return False
-        elif not _process_exists(pid):
+        elif not process_exists(pid):
             return False
     return age_s(updated_at) < stale_after_s
 
@@ -90,16 +91,6 @@ def age_s(stamp: str) -> float:
     except ValueError:
         return math.inf
     return (datetime.now(UTC) - seen).total_seconds()
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def expected_partitions(run: RunView, pipeline: Pipeline, stage: str) -> tuple[str, ...]:
