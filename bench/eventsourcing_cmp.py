@@ -61,14 +61,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     single_count = min(count, 2_000 if args.quick else 10_000)
     rounds = 2 if args.quick else 3
     figures: dict[str, Any] = {"events": count, "single_events": single_count, "rounds": rounds}
-    if args.quick and not peer_venv.ready():
-        figures["skipped"] = ("eventsourcing not measured in quick mode: the peer venv does not exist yet "
-                              f"({peer_venv.location()}); `python -m bench eventsourcing` creates it")
-    else:
-        try:
-            peer_venv.ensure()
-        except peer_venv.PeersUnavailable as exc:
-            figures["skipped"] = f"eventsourcing not measured: {exc}"
+    skipped = peer_venv.unavailable(args.quick, "eventsourcing", "eventsourcing")
+    if skipped is not None:
+        figures["skipped"] = skipped
     if "skipped" in figures:
         print(figures["skipped"])
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

@@ -82,3 +82,16 @@ def run_script(script: str, *args: str, timeout_s: float = 900) -> dict[str, Any
         raise RuntimeError(f"{script} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def unavailable(quick: bool, what: str, command: str) -> str | None:
+    """Why ``what`` cannot be measured now (quick mode never builds the venv), or None when the
+    peer venv is ready, building it if needed."""
+    if quick and not ready():
+        return (f"{what} not measured in quick mode: the peer venv does not exist yet ({location()}); "
+                f"`python -m bench {command}` creates it")
+    try:
+        ensure()
+    except PeersUnavailable as exc:
+        return f"{what} not measured: {exc}"
+    return None

@@ -56,14 +56,9 @@ def measure(partitions: int, rounds: int, dagster_rounds: int, per_partition_run
 def run(args: argparse.Namespace) -> dict[str, Any]:
     partitions = args.partitions or (20 if args.quick else 100)
     figures: dict[str, Any] = {"partitions": partitions, "pins": peer_venv.pins()}
-    if args.quick and not peer_venv.ready():
-        figures["skipped"] = ("Dagster and Luigi not measured in quick mode: the peer venv does not exist yet "
-                              f"({peer_venv.location()}); `python -m bench peers` creates it")
-    else:
-        try:
-            peer_venv.ensure()
-        except peer_venv.PeersUnavailable as exc:
-            figures["skipped"] = f"Dagster and Luigi not measured: {exc}"
+    skipped = peer_venv.unavailable(args.quick, "Dagster and Luigi", "peers")
+    if skipped is not None:
+        figures["skipped"] = skipped
     if "skipped" in figures:
         print(figures["skipped"])
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
