@@ -16,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 import msgspec
 
@@ -159,16 +160,28 @@ class ArtifactStore:
     def leftovers(self) -> list[Path]:
         return list(self.tmp_dir.glob("*.part"))
 
-    def gc(self, referenced: Iterable[str]) -> int:
-        """Delete objects no manifest references. Only ever called explicitly."""
+    def gc(self, referenced: Iterable[str], *, min_age_s: float = 3600.0, dry_run: bool = False) -> Collected:
+        """Delete objects no manifest references. Only ever called explicitly.
+
+        An object younger than ``min_age_s`` is kept even when unreferenced: a running task
+        publishes its objects before it appends the manifest that references them.
+        """
         keep = set(referenced)
-        removed = 0
-        for obj in (self.root / "objects").glob("??/*"):
-            rel = obj.relative_to(self.root).as_posix()
-            if rel not in keep:
+        cutoff = time.time() - min_age_s
+        files = freed = 0
+        for obj in sorted((self.root / "objects").glob("??/*")):
+            stat = obj.stat()
+            if obj.relative_to(self.root).as_posix() in keep or stat.st_mtime > cutoff:
+                continue
+            if not dry_run:
                 obj.unlink()
-                removed += 1
-        return removed
+            files, freed = files + 1, freed + stat.st_size
+        return Collected(files, freed)
+
+
+class Collected(NamedTuple):
+    files: int
+    bytes: int
 
 
 def process_exists(pid: int) -> bool:

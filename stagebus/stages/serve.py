@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -89,3 +90,20 @@ def read_pointer(root: Path) -> Pointer | None:
         return msgspec.json.decode(path.read_bytes(), type=Pointer)
     except FileNotFoundError:
         return None
+
+
+def collect_snapshots(root: Path, *, min_age_s: float = 3600.0, dry_run: bool = False) -> tuple[int, int]:
+    """Delete served snapshots other than the one ``CURRENT`` names, if older than ``min_age_s``
+    (a reader may still have an older one open). Returns (files, bytes)."""
+    pointer = read_pointer(root)
+    current = (Path(root) / pointer.snapshot).name if pointer else None
+    cutoff = time.time() - min_age_s
+    files = freed = 0
+    for snapshot in sorted((Path(root) / SERVED_DIR / SNAPSHOTS_DIR).glob("*.db")):
+        stat = snapshot.stat()
+        if snapshot.name == current or stat.st_mtime > cutoff:
+            continue
+        if not dry_run:
+            snapshot.unlink()
+        files, freed = files + 1, freed + stat.st_size
+    return files, freed

@@ -1,0 +1,35 @@
+"""``stagebus gc``: delete artifacts no manifest references, and old served snapshots."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from stagebus.actors.artifacts import ArtifactStore
+from stagebus.cli._context import get_context
+from stagebus.stages.serve import collect_snapshots
+
+
+def gc(
+    ctx: typer.Context,
+    min_age: Annotated[float, typer.Option("--min-age", min=0, help="Keep anything younger (seconds).")] = 3600.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be deleted.")] = False,
+) -> None:
+    """Collect objects that no manifest in the log references, and served snapshots that are not
+    current. Never runs by itself; the log and the manifests are never touched."""
+    app = get_context(ctx)
+    projections = app.projections()
+    projections.catch_up()
+    referenced = {artifact.path for info in projections.runs() for manifest in projections.manifests(info.run_id)
+                  for artifact in manifest.artifacts}
+    root = app.settings.artifacts_root
+    objects = ArtifactStore(root).gc(referenced, min_age_s=min_age, dry_run=dry_run)
+    snapshots = collect_snapshots(root, min_age_s=min_age, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(f"{verb} {objects.files} unreferenced object(s) ({objects.bytes} bytes) and {snapshots[0]} "
+               f"old snapshot(s) ({snapshots[1]} bytes); {len(referenced)} object(s) referenced")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("gc")(gc)
