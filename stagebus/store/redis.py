@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -181,6 +182,7 @@ class RedisEventStore(EventStore):
         self._script_keys = [self.names.stream, self.names.keys, self.names.head]
         # The head this handle last saw; a wrong guess costs one "stale" reply, not an error.
         self._head_hint: tuple[int, str] | None = None
+        self._writer = threading.Lock()
         self._retried: Callable[..., Any] = retrying(
             is_transient, f"cannot reach redis at {self.address}", attempts
         )(_invoke)
@@ -206,7 +208,10 @@ class RedisEventStore(EventStore):
         self._refuse_if_readonly()
         check_batch(events)
         sent: list[RecordedEvent] = []  # the batch in flight, in case its reply gets lost
-        result: list[Appended] = self._call(self._append_sealed, events, sent)
+        # Threads of one process take turns: they would only collide on the head and retry.
+        # Appenders in other processes still meet at the script's head check.
+        with self._writer:
+            result: list[Appended] = self._call(self._append_sealed, events, sent)
         return result
 
     def _append_sealed(self, events: Sequence[Event], sent: list[RecordedEvent]) -> list[Appended]:
