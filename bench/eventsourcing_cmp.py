@@ -63,11 +63,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = {"events": count, "single_events": single_count, "rounds": rounds}
     skipped = peer_venv.unavailable(args.quick, "eventsourcing", "eventsourcing")
     if skipped is not None:
-        figures["skipped"] = skipped
-    if "skipped" in figures:
-        print(figures["skipped"])
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-        return figures
+        return peer_venv.record_skip(figures, skipped, args.json)
     events = workload(count, run="es")
     ours: dict[str, float] = dict.fromkeys(MEASURES, 0.0)
     theirs: dict[str, float] = dict.fromkeys(MEASURES, 0.0)

@@ -95,3 +95,11 @@ def unavailable(quick: bool, what: str, command: str) -> str | None:
     except PeersUnavailable as exc:
         return f"{what} not measured: {exc}"
     return None
+
+
+def record_skip(figures: dict[str, Any], reason: str, path: Path) -> dict[str, Any]:
+    """Say why a peer benchmark did not run, and write that as its figures."""
+    figures["skipped"] = reason
+    print(reason)
+    path.write_text(json.dumps(figures, indent=2) + "\n")
+    return figures

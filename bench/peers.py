@@ -58,11 +58,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = {"partitions": partitions, "pins": peer_venv.pins()}
     skipped = peer_venv.unavailable(args.quick, "Dagster and Luigi", "peers")
     if skipped is not None:
-        figures["skipped"] = skipped
-    if "skipped" in figures:
-        print(figures["skipped"])
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-        return figures
+        return peer_venv.record_skip(figures, skipped, args.json)
     best = measure(partitions, 3, dagster_rounds=1 if args.quick else 2, per_partition_runs=not args.quick)
     ours_per_task = best["stagebus"]["seconds"] / best["stagebus"]["tasks"]
     rows, table = [], []
