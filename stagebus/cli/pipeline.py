@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from stagebus.actors import lifecycle
-from stagebus.cli._context import FORMATS, check_choice, get_context
+from stagebus.cli._context import FORMATS, AppContext, check_choice, get_context
 from stagebus.cli._render import print_json, stdout, table
 from stagebus.stages import load_registry
 
@@ -36,12 +36,18 @@ def list_pipelines(ctx: typer.Context,
     stdout().print(grid)
 
 
+def known_pipeline(ctx: typer.Context, name: str) -> AppContext:
+    """The command's context, once ``name`` is a pipeline this installation knows."""
+    app = get_context(ctx)
+    load_registry(app.settings.pipelines).get(name)
+    return app
+
+
 @pipeline_app.command("stop")
 def stop(ctx: typer.Context, name: str,
          reason: Annotated[str, typer.Option("--reason", help="Why; shown in `pipeline list`.")] = "") -> None:
     """Hold the pipeline's ready tasks: nothing new is enqueued until it starts again."""
-    app = get_context(ctx)
-    load_registry(app.settings.pipelines).get(name)
+    app = known_pipeline(ctx, name)
     lifecycle.stop(app.store(), app.projections(), name, reason)
     typer.echo(f"pipeline {name} stopped", err=True)
 
@@ -49,8 +55,7 @@ def stop(ctx: typer.Context, name: str,
 @pipeline_app.command("start")
 def start(ctx: typer.Context, name: str) -> None:
     """Release a stopped pipeline's held tasks."""
-    app = get_context(ctx)
-    load_registry(app.settings.pipelines).get(name)
+    app = known_pipeline(ctx, name)
     lifecycle.start(app.store(), app.projections(), name)
     typer.echo(f"pipeline {name} started", err=True)
 
@@ -58,8 +63,7 @@ def start(ctx: typer.Context, name: str) -> None:
 @pipeline_app.command("delete")
 def delete(ctx: typer.Context, name: str) -> None:
     """Refuse new runs of the pipeline from now on; refused while any of its tasks runs."""
-    app = get_context(ctx)
-    load_registry(app.settings.pipelines).get(name)
+    app = known_pipeline(ctx, name)
     lifecycle.delete(app.store(), app.projections(), name)
     typer.echo(f"pipeline {name} deleted: it takes no new runs", err=True)
 
