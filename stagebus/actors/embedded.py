@@ -21,7 +21,7 @@ from stagebus.actors.artifacts import ArtifactStore
 from stagebus.actors.executor import Executor, Outcome
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.pipeline import Pipeline, PipelineRegistry
-from stagebus.actors.readiness import IN_FLIGHT, chained_downstream, ready_tasks
+from stagebus.actors.readiness import IN_FLIGHT, chained_downstream, has_open_tasks, ready_tasks
 from stagebus.actors.runtime import StageActors, make_broker
 from stagebus.actors.telemetry import Telemetry
 from stagebus.events import StageFailed
@@ -105,7 +105,7 @@ class EmbeddedRunner:
         self.projections.catch_up()
         ready: list[tuple[TaskRef, str, int]] = []
         gave_up = 0
-        for run in self._runs(run_ids):
+        for run in self._runs(run_ids, open_only=True):
             pipeline = self.pipelines.get(run.pipeline)
             if self.projections.pipeline_status(pipeline.name) != "active":
                 continue
@@ -129,9 +129,9 @@ class EmbeddedRunner:
             self.actors.send(task, pipeline_name, attempts_before=before)
         return len(ready) + gave_up
 
-    def _runs(self, run_ids: Collection[str] | None) -> list[Any]:
+    def _runs(self, run_ids: Collection[str] | None, *, open_only: bool = False) -> list[Any]:
         if run_ids is None:
-            run_ids = [info.run_id for info in self.projections.runs()]
+            run_ids = [info.run_id for info in self.projections.runs() if not open_only or has_open_tasks(info)]
         runs = [self.projections.run(run_id) for run_id in run_ids]
         return [r for r in runs if r is not None]
 

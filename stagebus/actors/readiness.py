@@ -13,7 +13,7 @@ import os
 import socket
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from stagebus.actors.artifacts import process_exists
 from stagebus.actors.contract import StageContract
@@ -176,3 +176,10 @@ def chained_upstream_age(run: RunView, pipeline: Pipeline, task: TaskRef) -> flo
             return None
         ages.append(age_s(state.updated_at))
     return min(ages)
+
+
+def has_open_tasks(info: Any) -> bool:
+    """From a run's summary alone: whether any selected stage still has a pending or running
+    task. Finished runs are skipped without loading their tasks, so a home with a long history
+    costs a readiness round nothing extra."""
+    return any(summary.selected and (summary.pending or summary.running) for summary in info.stage_summaries)

@@ -17,7 +17,7 @@ from typing import Any
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.lease import Lease
 from stagebus.actors.pipeline import PipelineRegistry
-from stagebus.actors.readiness import chained_upstream_age, ready_tasks
+from stagebus.actors.readiness import chained_upstream_age, has_open_tasks, ready_tasks
 from stagebus.errors import InvalidInput, StoreUnavailable
 from stagebus.events import StageFailed
 from stagebus.store import EventStore
@@ -68,7 +68,7 @@ class Relay:
         self._waiting.clear()
         full = now - self._last_reconcile >= self.reconcile_every_s or self.position == 0
         if full:
-            runs = [r.run_id for r in self.projections.runs()]
+            runs = [r.run_id for r in self.projections.runs() if has_open_tasks(r)]
             self._last_reconcile = now
         else:
             runs = sorted({rid for rid in self._touched_runs(head) if rid})
