@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.runtime import noop_pipeline, publish
 from stagebus.actors.embedded import EmbeddedRunner
-from stagebus.actors.pipeline import PipelineRegistry
+from stagebus.pipeline.definition import PipelineRegistry
 from stagebus.projections.reader import Projections
 from stagebus.store import SqliteEventStore
 

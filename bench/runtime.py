@@ -25,10 +25,10 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
 from bench import print_table
-from stagebus.actors.contract import stage
 from stagebus.actors.embedded import EmbeddedRunner
-from stagebus.actors.pipeline import Pipeline, PipelineRegistry
 from stagebus.events import Event, ManifestWritten, PartitionIngested, RunOpened, RunSealed
+from stagebus.pipeline.contract import stage
+from stagebus.pipeline.definition import Pipeline, PipelineRegistry
 from stagebus.projections.reader import Projections
 from stagebus.store import Appended, SqliteEventStore
 

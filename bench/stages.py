@@ -25,9 +25,10 @@ import msgspec
 
 from bench import print_table
 from stagebus.actors.embedded import EmbeddedRunner
+from stagebus.pipeline.registry import load_pipelines
 from stagebus.producer import Producer
 from stagebus.projections.reader import Projections
-from stagebus.stages import load_registry, reference_pipeline
+from stagebus.stages import reference_pipeline
 from stagebus.stages.demo_data import DEMO_DATASET, write_demo_corpus
 from stagebus.store import SqliteEventStore
 
@@ -66,7 +67,7 @@ def run_reference(home: Path, partitions: int) -> tuple[list[Path], Any, float, 
     for path in files:
         producer.publish(DEMO_DATASET, path.stem, path, {"source": "python-stdlib-docstrings"}, run_id=run_id)
     producer.seal(run_id)
-    with EmbeddedRunner(store, projections, home / "artifacts", load_registry(), workers=WORKERS) as runner:
+    with EmbeddedRunner(store, projections, home / "artifacts", load_pipelines(), workers=WORKERS) as runner:
         report = runner.run([run_id])
     wall = time.perf_counter() - started
     if not report.ok:

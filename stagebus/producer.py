@@ -224,8 +224,8 @@ def open_producer(pipeline: str = "reference", *, home: str | Path | None = None
         producer.publish("airports", "state=CA", "ca.csv", {"source": "faa"}, run_id=run_id)
         producer.seal(run_id)
     """
+    from stagebus.pipeline.registry import load_pipelines
     from stagebus.settings import Settings
-    from stagebus.stages import load_registry
     from stagebus.store import open_store
 
     given: dict[str, object] = {}
@@ -234,7 +234,7 @@ def open_producer(pipeline: str = "reference", *, home: str | Path | None = None
     if store is not None:
         given["store"] = store
     settings = Settings(**given)  # type: ignore[arg-type]
-    chosen = load_registry(settings.pipelines).get(pipeline)
+    chosen = load_pipelines(settings.pipelines).get(pipeline)
     log = open_store(settings.store_url)
     projections = None if log.url == "memory://" else Projections(log, settings.projections_path)
     return Producer(log, chosen.name, chosen.plan(), chosen.version, projections=projections)

@@ -17,14 +17,14 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
-from stagebus.actors.artifacts import ArtifactStore
 from stagebus.actors.executor import Executor, Outcome
 from stagebus.actors.gate import TaskRef
-from stagebus.actors.pipeline import Pipeline, PipelineRegistry
 from stagebus.actors.readiness import IN_FLIGHT, chained_downstream, has_open_tasks, ready_tasks
 from stagebus.actors.runtime import StageActors, make_broker
 from stagebus.actors.telemetry import Telemetry
+from stagebus.artifacts.local import ArtifactStore
 from stagebus.events import StageFailed
+from stagebus.pipeline.definition import Pipeline, PipelineRegistry
 from stagebus.store import EventStore
 
 MAX_ROUNDS = 10_000

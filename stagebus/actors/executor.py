@@ -11,11 +11,9 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Protocol
 
-from stagebus.actors.artifacts import ArtifactStore
-from stagebus.actors.context import StageContext
 from stagebus.actors.gate import Gate, GateVerdict, TaskRef
-from stagebus.actors.pipeline import Pipeline, PipelineRegistry, canonical_hash
 from stagebus.actors.telemetry import Telemetry
+from stagebus.artifacts.local import ArtifactStore
 from stagebus.errors import ContractError, InvalidInput, PermanentStageError
 from stagebus.events import (
     Manifest,
@@ -25,6 +23,8 @@ from stagebus.events import (
     StageStarted,
     manifest_key,
 )
+from stagebus.pipeline.context import StageContext
+from stagebus.pipeline.definition import Pipeline, PipelineRegistry, canonical_hash
 from stagebus.store import EventStore
 
 STATUS_TTL_S = 1.0

@@ -29,17 +29,18 @@ from typing import Any
 from dramatiq.broker import Broker
 from dramatiq.middleware import Middleware
 
-from stagebus.actors.artifacts import ArtifactStore
 from stagebus.actors.executor import Executor
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.lease import FileLease, Lease, RedisLease
 from stagebus.actors.metrics import queue_depths
-from stagebus.actors.pipeline import Pipeline, PipelineRegistry
 from stagebus.actors.readiness import chained_downstream
 from stagebus.actors.runtime import StageActors, make_broker, stage_message
 from stagebus.actors.telemetry import Telemetry
+from stagebus.artifacts.local import ArtifactStore
 from stagebus.errors import InvalidInput, StoreError, StoreUnavailable
 from stagebus.events import Manifest
+from stagebus.pipeline.definition import Pipeline, PipelineRegistry
+from stagebus.pipeline.registry import load_pipelines
 from stagebus.projections import Projections
 from stagebus.settings import Settings
 from stagebus.store import EventStore, open_store
@@ -56,15 +57,6 @@ class FleetSettings(Settings):
 
     worker_projections: Path | None = None  # STAGEBUS_WORKER_PROJECTIONS: the workers' local cache
     fault_deliver_twice: bool = False  # STAGEBUS_FAULT_DELIVER_TWICE: tests only, see DeliverTwice
-
-
-def load_pipelines(specs: str = "") -> PipelineRegistry:
-    """The reference pipeline plus every ``module:attribute`` of ``specs`` (``STAGEBUS_PIPELINES``)."""
-    # A fleet process assembles the whole application, as the CLI does: it is the one place in
-    # ``actors`` that reaches up to ``stages``, and only when a process is being built.
-    from stagebus.stages import load_registry
-
-    return load_registry(specs)
 
 
 def open_fleet_broker(settings: Settings) -> Broker:

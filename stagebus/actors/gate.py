@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from stagebus.actors.pipeline import Pipeline
 from stagebus.events import (
     RUN_SCOPE,
     Manifest,
@@ -19,6 +18,7 @@ from stagebus.events import (
     manifest_key,
     split_partition_ref,
 )
+from stagebus.pipeline.definition import Pipeline
 from stagebus.store import EventStore
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from stagebus.actors.pipeline import Pipeline
 from stagebus.actors.readiness import IN_FLIGHT
 from stagebus.errors import PipelineError
 from stagebus.events import PipelineDefined, PipelineDeleted, PipelineStarted, PipelineStopped
+from stagebus.pipeline.definition import Pipeline
 from stagebus.store import EventStore
 
 

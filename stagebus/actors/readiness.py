@@ -15,11 +15,11 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
-from stagebus.actors.artifacts import process_exists
-from stagebus.actors.contract import StageContract
 from stagebus.actors.gate import TaskRef
-from stagebus.actors.pipeline import Pipeline
+from stagebus.artifacts.local import process_exists
 from stagebus.events import RUN_SCOPE
+from stagebus.pipeline.contract import StageContract
+from stagebus.pipeline.definition import Pipeline
 
 DONE = frozenset({"complete", "reused"})
 TERMINAL = DONE | {"failed"}

@@ -16,10 +16,10 @@ from typing import Any
 
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.lease import Lease
-from stagebus.actors.pipeline import PipelineRegistry
 from stagebus.actors.readiness import chained_upstream_age, has_open_tasks, ready_tasks
 from stagebus.errors import InvalidInput, StoreUnavailable
 from stagebus.events import StageFailed
+from stagebus.pipeline.definition import PipelineRegistry
 from stagebus.store import EventStore
 
 log = logging.getLogger("stagebus.relay")

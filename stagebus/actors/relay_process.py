@@ -17,10 +17,11 @@ from typing import Any
 import redis
 from dramatiq.errors import BrokerError
 
-from stagebus.actors.fleet_setup import FleetSettings, StageSender, load_pipelines, open_fleet_broker, relay_lease
+from stagebus.actors.fleet_setup import FleetSettings, StageSender, open_fleet_broker, relay_lease
 from stagebus.actors.metrics import QueueDepth, queue_depths, render_prometheus, stage_task_counts
 from stagebus.actors.relay import Relay
 from stagebus.errors import StoreUnavailable
+from stagebus.pipeline.registry import load_pipelines
 from stagebus.projections import Projections
 from stagebus.store import open_store
 

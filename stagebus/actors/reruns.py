@@ -6,10 +6,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 
-from stagebus.actors.pipeline import Pipeline
 from stagebus.actors.readiness import DONE, RunView
 from stagebus.errors import InvalidInput
 from stagebus.events import PartitionIngested, RunOpened, RunSealed
+from stagebus.pipeline.definition import Pipeline
 from stagebus.store import EventStore
 
 

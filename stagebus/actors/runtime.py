@@ -18,8 +18,8 @@ from dramatiq.middleware import CurrentMessage
 
 from stagebus.actors.executor import PERMANENT_ERRORS, Executor, Outcome
 from stagebus.actors.gate import TaskRef
-from stagebus.actors.pipeline import Pipeline, PipelineRegistry
 from stagebus.errors import InvalidInput, StoreUnavailable
+from stagebus.pipeline.definition import Pipeline, PipelineRegistry
 
 log = logging.getLogger("stagebus.actors")
 LOG_OUTAGE_PAUSE_S = 1.0

@@ -33,9 +33,9 @@ class PipelinePlan(NamedTuple):
 def resolve_plan(pipeline_name: str, settings: Settings | None = None) -> PipelinePlan:
     """The plan a producer records in ``RunOpened`` for ``pipeline_name``: the reference
     pipeline, or one named by ``STAGEBUS_PIPELINES``. Any other name is refused."""
-    from stagebus.stages import load_registry
+    from stagebus.pipeline.registry import load_pipelines
 
-    pipeline = load_registry(settings.pipelines if settings else "").get(pipeline_name)
+    pipeline = load_pipelines(settings.pipelines if settings else "").get(pipeline_name)
     return PipelinePlan(pipeline.name, pipeline.version, pipeline.plan())
 
 

@@ -14,10 +14,10 @@ from rich.table import Table
 from stagebus.actors.embedded import EmbeddedRunner, RunReport
 from stagebus.actors.executor import Outcome
 from stagebus.actors.gate import TaskRef
-from stagebus.actors.pipeline import PipelineRegistry
 from stagebus.actors.readiness import DONE, expected_partitions
 from stagebus.actors.telemetry import Telemetry
 from stagebus.cli._context import AppContext
+from stagebus.pipeline.definition import PipelineRegistry
 
 FINISHED = {Outcome.COMPLETE, Outcome.REUSED, Outcome.DUPLICATE}
 

@@ -18,8 +18,9 @@ from rich.table import Table
 from stagebus.cli._context import get_context
 from stagebus.cli._runner import outcome_table, run_with_progress
 from stagebus.cli.query import hits_table
+from stagebus.pipeline.registry import load_pipelines
 from stagebus.producer import Producer
-from stagebus.stages import load_registry, reference_pipeline
+from stagebus.stages import reference_pipeline
 from stagebus.stages.demo_data import write_demo_corpus
 from stagebus.stages.query import search
 
@@ -53,7 +54,7 @@ def demo(
     producer.seal(run_id)
     console.print(f"published run [bold]{run_id}[/bold]: {len(files)} partitions, sealed")
 
-    report = run_with_progress(app, load_registry(app.settings.pipelines), console, run_ids=[run_id],
+    report = run_with_progress(app, load_pipelines(app.settings.pipelines), console, run_ids=[run_id],
                                only_stages=None, workers=workers, log_file=None)
     console.print(outcome_table(report))
     reused = report.outcomes.get("reused", 0)

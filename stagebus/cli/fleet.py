@@ -15,9 +15,10 @@ from typing import Annotated
 
 import typer
 
-from stagebus.actors.fleet_setup import FleetSettings, load_pipelines, open_fleet_broker, stage_queues
+from stagebus.actors.fleet_setup import FleetSettings, open_fleet_broker, stage_queues
 from stagebus.cli._context import get_context
 from stagebus.errors import InvalidInput
+from stagebus.pipeline.registry import load_pipelines
 
 FLEET_MODULE = "stagebus.actors.fleet"
 

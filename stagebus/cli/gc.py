@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from stagebus.actors.artifacts import ArtifactStore
+from stagebus.artifacts.local import ArtifactStore
 from stagebus.cli._context import get_context
 from stagebus.stages.serve import collect_snapshots
 

@@ -9,7 +9,7 @@ import typer
 from stagebus.actors import lifecycle
 from stagebus.cli._context import FORMATS, AppContext, check_choice, get_context
 from stagebus.cli._render import print_json, stdout, table
-from stagebus.stages import load_registry
+from stagebus.pipeline.registry import load_pipelines
 
 pipeline_app = typer.Typer(help="List, stop, start and delete pipelines.", no_args_is_help=True)
 
@@ -23,7 +23,7 @@ def list_pipelines(ctx: typer.Context,
     projections = app.projections(readonly=True)
     projections.catch_up()
     rows = []
-    for pipeline in load_registry(app.settings.pipelines):
+    for pipeline in load_pipelines(app.settings.pipelines):
         state = projections.pipeline(pipeline.name)
         rows.append({"pipeline": pipeline.name, "version": pipeline.version, "status": state.status,
                      "reason": state.reason, "stages": [d.name for d in pipeline.stages]})
@@ -39,7 +39,7 @@ def list_pipelines(ctx: typer.Context,
 def known_pipeline(ctx: typer.Context, name: str) -> AppContext:
     """The command's context, once ``name`` is a pipeline this installation knows."""
     app = get_context(ctx)
-    load_registry(app.settings.pipelines).get(name)
+    load_pipelines(app.settings.pipelines).get(name)
     return app
 
 

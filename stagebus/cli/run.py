@@ -12,7 +12,7 @@ from stagebus.actors.reruns import check_subset, resume_run
 from stagebus.cli._context import get_context
 from stagebus.cli._runner import failed_tasks, outcome_table, run_with_progress
 from stagebus.errors import InvalidInput
-from stagebus.stages import load_registry
+from stagebus.pipeline.registry import load_pipelines
 
 
 def run(
@@ -30,7 +30,7 @@ def run(
     """Process every ready stage task in this process until none is ready; exit 1 on new final failures."""
     app = get_context(ctx)
     console = Console(stderr=True)
-    registry = load_registry(app.settings.pipelines)
+    registry = load_pipelines(app.settings.pipelines)
     projections = app.projections()
     projections.catch_up()
     run_ids = [run_id] if run_id else None

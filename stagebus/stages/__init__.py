@@ -8,13 +8,11 @@ Per-stage config (see each stage's config model) is validated when the pipeline 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from stagebus.actors.contract import StageDefinition
-from stagebus.actors.pipeline import Pipeline, PipelineRegistry
-from stagebus.errors import InvalidInput
+from stagebus.pipeline.contract import StageDefinition
+from stagebus.pipeline.definition import Pipeline
 
 # Modules, not their stage objects, keep the package's names: ``stagebus.stages.normalize`` is
 # the module (its config models, helpers), ``stagebus.stages.normalize.normalize`` the stage.
@@ -36,26 +34,9 @@ def build_reference_pipeline(config: Mapping[str, Mapping[str, Any]] | None = No
 reference_pipeline = build_reference_pipeline()
 
 
-def load_registry(specs: str = "") -> PipelineRegistry:
-    """The reference pipeline plus every ``module:attribute`` in ``specs`` (comma-separated),
-    each a :class:`Pipeline` (or a callable returning one). Raises :class:`InvalidInput`."""
-    registry = PipelineRegistry([reference_pipeline])
-    for spec in filter(None, (s.strip() for s in specs.split(","))):
-        module_name, _, attr = spec.partition(":")
-        try:
-            target = getattr(importlib.import_module(module_name), attr or "pipeline")
-        except (ImportError, AttributeError) as exc:
-            raise InvalidInput(f"cannot load pipeline {spec!r}: {exc}") from None
-        pipeline = target() if callable(target) and not isinstance(target, Pipeline) else target
-        if not isinstance(pipeline, Pipeline):
-            raise InvalidInput(f"{spec!r} is not a stagebus Pipeline")
-        registry.add(pipeline)
-    return registry
-
 __all__ = [
     "REFERENCE_PIPELINE",
     "REFERENCE_STAGES",
     "build_reference_pipeline",
-    "load_registry",
     "reference_pipeline",
 ]

@@ -21,8 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from stagebus.actors.context import StageContext
-from stagebus.actors.contract import stage
+from stagebus.pipeline.context import StageContext
+from stagebus.pipeline.contract import stage
 from stagebus.stages.records import Entity
 
 # Dotted identifiers of two or more parts, each at least two characters long (so "e.g" and

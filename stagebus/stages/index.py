@@ -19,9 +19,9 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel, ConfigDict
 
-from stagebus.actors.context import StageContext
-from stagebus.actors.contract import stage
 from stagebus.events import split_partition_ref
+from stagebus.pipeline.context import StageContext
+from stagebus.pipeline.contract import stage
 from stagebus.stages.records import SearchIndex
 
 INDEX_SCHEMA_VERSION = 1

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from stagebus.actors.context import StageContext
-from stagebus.actors.contract import stage
 from stagebus.errors import PermanentStageError
+from stagebus.pipeline.context import StageContext
+from stagebus.pipeline.contract import stage
 from stagebus.stages.parsing import dialect_of, parse
 from stagebus.stages.records import IndexedRecord, RawMetadata, RawPayload
 

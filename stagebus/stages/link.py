@@ -14,8 +14,8 @@ from collections import defaultdict
 
 from pydantic import BaseModel, ConfigDict
 
-from stagebus.actors.context import StageContext
-from stagebus.actors.contract import stage
+from stagebus.pipeline.context import StageContext
+from stagebus.pipeline.contract import stage
 from stagebus.stages.records import Edge, LinkCounts, Node, RecordLinks, record_ref
 
 RecordKey = tuple[str, int]  # (partition ref, record index)

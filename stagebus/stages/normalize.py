@@ -25,8 +25,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from stagebus.actors.context import StageContext
-from stagebus.actors.contract import stage
+from stagebus.pipeline.context import StageContext
+from stagebus.pipeline.contract import stage
 from stagebus.stages.records import IndexedRecord
 
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from stagebus.actors.contract import FileOutput
+from stagebus.pipeline.contract import FileOutput
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 

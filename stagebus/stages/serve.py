@@ -21,8 +21,8 @@ from pathlib import Path
 
 import msgspec
 
-from stagebus.actors.context import StageContext
-from stagebus.actors.contract import stage
+from stagebus.pipeline.context import StageContext
+from stagebus.pipeline.contract import stage
 from stagebus.stages.records import Snapshot
 from stagebus.store.files import fsync_dir
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stagebus.actors.artifacts import ArtifactStore
+from stagebus.artifacts.local import ArtifactStore
 from stagebus.events import ManifestWritten, StageStarted
 from stagebus.projections.reader import Projections
 from stagebus.store import SqliteEventStore

@@ -21,18 +21,18 @@ from stagebus.actors.fleet_setup import (
     FleetSettings,
     StageSender,
     WorkerLookups,
-    load_pipelines,
     open_fleet_broker,
     stage_queues,
 )
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.lease import RedisLease
-from stagebus.actors.pipeline import PipelineRegistry
 from stagebus.actors.readiness import HOST, RETRY_GRACE_S, ready_tasks
 from stagebus.actors.relay import Relay
 from stagebus.actors.runtime import StageActors, make_broker
 from stagebus.errors import InvalidInput
 from stagebus.events import PartitionIngested, PipelineStopped, RunOpened, StageFailed, StageStarted
+from stagebus.pipeline.definition import PipelineRegistry
+from stagebus.pipeline.registry import load_pipelines
 from stagebus.projections import Projections
 from stagebus.store import MemoryEventStore
 from stagebus.store.keys import RedisKeys

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from stagebus.actors.context import StageContext
-from stagebus.actors.contract import RetryPolicy, stage
-from stagebus.actors.pipeline import Pipeline
 from stagebus.errors import PermanentStageError
 from stagebus.events import PartitionIngested, RunOpened, RunSealed
+from stagebus.pipeline.context import StageContext
+from stagebus.pipeline.contract import RetryPolicy, stage
+from stagebus.pipeline.definition import Pipeline
 from stagebus.store import EventStore
 
 NAME = "chain6"

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import redis
 
-from stagebus.actors.artifacts import ArtifactStore
+from stagebus.artifacts.local import ArtifactStore
 from stagebus.events import ManifestWritten, StageStarted, manifest_key
 from stagebus.projections import Projections
 from stagebus.store.redis import RedisEventStore

@@ -9,10 +9,9 @@ from typing import Any
 
 import msgspec
 
-from stagebus.actors.artifacts import ArtifactStore
 from stagebus.actors.executor import Executor, Outcome
 from stagebus.actors.gate import TaskRef
-from stagebus.actors.pipeline import Pipeline, PipelineRegistry
+from stagebus.artifacts.local import ArtifactStore
 from stagebus.events import (
     RUN_SCOPE,
     Manifest,
@@ -22,6 +21,7 @@ from stagebus.events import (
     RunSealed,
     StageFailed,
 )
+from stagebus.pipeline.definition import Pipeline, PipelineRegistry
 from stagebus.stages import build_reference_pipeline
 from stagebus.store import EventStore, MemoryEventStore
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from stagebus.actors.artifacts import ArtifactStore
-from stagebus.actors.contract import stage
 from stagebus.actors.executor import Executor, Outcome
 from stagebus.actors.gate import TaskRef
-from stagebus.actors.pipeline import Pipeline
+from stagebus.artifacts.local import ArtifactStore
 from stagebus.errors import ContractError, PermanentStageError
 from stagebus.events import ManifestWritten, StageFailed, StageStarted
+from stagebus.pipeline.contract import stage
+from stagebus.pipeline.definition import Pipeline
 from stagebus.store import MemoryEventStore
 from support import toy
 from support.reference import LogLookups

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stagebus.actors.artifacts import sha256_file
+from stagebus.artifacts.local import sha256_file
 from stagebus.errors import PermanentStageError
 from support.reference import ReferenceRun
 

@@ -9,9 +9,9 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel, ValidationError
 
-from stagebus.actors.contract import StageDefinition
 from stagebus.errors import ContractError, InvalidInput
 from stagebus.events import PlannedStage
+from stagebus.pipeline.contract import StageDefinition
 
 _CANONICAL = msgspec.json.Encoder(order="sorted")
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 if TYPE_CHECKING:
-    from stagebus.actors.context import StageContext
+    from stagebus.pipeline.context import StageContext
 
 
 class _Entry(msgspec.Struct):

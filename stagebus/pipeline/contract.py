@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stagebus.errors import ContractError
 
 if TYPE_CHECKING:
-    from stagebus.actors.context import StageContext
+    from stagebus.pipeline.context import StageContext
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 REJECTS = "rejects"

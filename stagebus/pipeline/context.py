@@ -11,11 +11,11 @@ from urllib.parse import unquote, urlparse
 import msgspec
 from pydantic import BaseModel, ValidationError
 
-from stagebus.actors.artifacts import ArtifactStore, PendingFile
-from stagebus.actors.contract import REJECTS, StageContract
-from stagebus.actors.journal import ItemJournal
+from stagebus.artifacts.local import ArtifactStore, PendingFile
 from stagebus.errors import ContractError, InvalidInput
 from stagebus.events import RUN_SCOPE, Artifact, Manifest, PartitionIngested, StageMetrics
+from stagebus.pipeline.contract import REJECTS, StageContract
+from stagebus.pipeline.journal import ItemJournal
 
 T = TypeVar("T")
 _JSON = msgspec.json.Encoder(order="deterministic")

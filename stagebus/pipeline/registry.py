@@ -1,0 +1,36 @@
+"""Loading pipelines by name: ``module:attribute`` specs, as ``STAGEBUS_PIPELINES`` gives them.
+
+The reference pipeline is one such spec, always loaded first. Loading by name (the way
+dramatiq finds actors) lets a process builder in ``actors`` assemble every pipeline without
+importing the reference stages, which sit above it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from stagebus.errors import InvalidInput
+from stagebus.pipeline.definition import Pipeline, PipelineRegistry
+
+REFERENCE_SPEC = "stagebus.stages:reference_pipeline"
+
+
+def load_pipelines(specs: str = "") -> PipelineRegistry:
+    """The reference pipeline plus every ``module:attribute`` in ``specs`` (comma-separated),
+    each a :class:`Pipeline` (or a callable returning one). Raises :class:`InvalidInput`."""
+    registry = PipelineRegistry()
+    for spec in (REFERENCE_SPEC, *filter(None, (s.strip() for s in specs.split(",")))):
+        registry.add(_load(spec))
+    return registry
+
+
+def _load(spec: str) -> Pipeline:
+    module_name, _, attr = spec.partition(":")
+    try:
+        target = getattr(importlib.import_module(module_name), attr or "pipeline")
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInput(f"cannot load pipeline {spec!r}: {exc}") from None
+    pipeline = target() if callable(target) and not isinstance(target, Pipeline) else target
+    if not isinstance(pipeline, Pipeline):
+        raise InvalidInput(f"{spec!r} is not a stagebus Pipeline")
+    return pipeline
