@@ -1,4 +1,4 @@
-"""``python -m bench <name> [options]``: run one benchmark, or ``all`` of them."""
+"""``python -m bench [<name> [options]]``: run one benchmark, or all of them (no name, or ``all``)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ BENCHMARKS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    commands = parser.add_subparsers(dest="benchmark", required=True)
+    commands = parser.add_subparsers(dest="benchmark")
     for name, module_name in BENCHMARKS.items():
         module = importlib.import_module(module_name)
         module.add_arguments(commands.add_parser(name, help=(module.__doc__ or "").splitlines()[0]))
@@ -30,18 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     every.add_argument("--quick", action="store_true", help="small sizes, for CI (< 1 min each)")
     args = parser.parse_args(argv)
 
-    if args.benchmark == "all":  # every benchmark, its figures merged into bench/results.json
+    if args.benchmark in (None, "all"):  # every benchmark, its figures merged into bench/results.json
         from bench.results import run_all
 
-        runs = {name: functools.partial(_run_with_defaults, name, args.quick) for name in BENCHMARKS}
-        return 1 if run_all(runs, quick=args.quick)["errors"] else 0
-    chosen = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
-    for name in chosen:
-        module = importlib.import_module(BENCHMARKS[name])
-        sub = argparse.ArgumentParser()
-        module.add_arguments(sub)
-        own = sub.parse_args(["--quick"] if getattr(args, "quick", False) else []) if args.benchmark == "all" else args
-        module.run(own)
+        quick = getattr(args, "quick", False)
+        runs = {name: functools.partial(_run_with_defaults, name, quick) for name in BENCHMARKS}
+        return 1 if run_all(runs, quick=quick)["errors"] else 0
+    importlib.import_module(BENCHMARKS[args.benchmark]).run(args)
     return 0
 
 

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from stagebus.actors.context import StageContext
-from stagebus.actors.contract import RetryPolicy, stage
-from stagebus.actors.pipeline import Pipeline
-from stagebus.stages import REFERENCE_STAGES
+from stagebus import REFERENCE_STAGES, Pipeline, RetryPolicy, StageContext, stage
 
 
 class Price(BaseModel):

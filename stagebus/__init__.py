@@ -1,10 +1,42 @@
 """stagebus: an event-sourced pipeline-stage orchestrator.
 
-The producer API is here; everything else lives in the subpackages ``events``, ``store``,
-``projections``, ``actors``, ``stages`` and ``cli``.
+This module is the public API: ``from stagebus import stage, Pipeline, open_producer``. The
+subpackages are the implementation, layered one way — ``events`` ← ``store`` ←
+``projections`` ← ``artifacts``/``pipeline`` ← ``actors`` ← ``stages`` ← ``cli`` — and may
+change without notice.
 """
 
+from stagebus.errors import (
+    ContractError,
+    InvalidInput,
+    PermanentStageError,
+    PipelineError,
+    StagebusError,
+    StoreError,
+    StoreUnavailable,
+)
+from stagebus.pipeline import FileOutput, Pipeline, RetryPolicy, StageContext, StageDefinition, stage
 from stagebus.producer import Producer, PublishResult, open_producer
+from stagebus.stages import REFERENCE_STAGES, build_reference_pipeline
 
 __version__ = "0.1.0"
-__all__ = ["Producer", "PublishResult", "open_producer"]
+__all__ = [
+    "REFERENCE_STAGES",
+    "ContractError",
+    "FileOutput",
+    "InvalidInput",
+    "PermanentStageError",
+    "Pipeline",
+    "PipelineError",
+    "Producer",
+    "PublishResult",
+    "RetryPolicy",
+    "StageContext",
+    "StageDefinition",
+    "StagebusError",
+    "StoreError",
+    "StoreUnavailable",
+    "build_reference_pipeline",
+    "open_producer",
+    "stage",
+]

@@ -83,3 +83,15 @@ def test_all_merges_figures_and_keeps_going_past_a_failure(tmp_path: Path) -> No
     written = json.loads((tmp_path / "r.json").read_text())
     assert written["benchmarks"] == {"ok": {"ratio": 1.0}} and "broken" in written["errors"]
     assert written["machine"]["nproc"] >= 1 and merged["quick"] is True
+
+
+def test_no_benchmark_name_runs_every_benchmark(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import bench.__main__ as entry
+    import bench.results
+
+    chosen: list[list[str]] = []
+    monkeypatch.setattr(bench.results, "run_all", lambda runs, quick: chosen.append(list(runs)) or {"errors": {}})
+    # Given `python -m bench` with no name, and `python -m bench all --quick`
+    assert entry.main([]) == 0 and entry.main(["all", "--quick"]) == 0
+    # Then both run every registered benchmark
+    assert chosen == [list(BENCHMARKS), list(BENCHMARKS)]
