@@ -23,15 +23,14 @@ class PricesConfig(BaseModel):
 @stage("prices", after=["normalize"], outputs={"prices": Price}, config=PricesConfig,
        retry=RetryPolicy(max_retries=5), time_limit_s=300)
 def prices(ctx: StageContext) -> None:
-    currency = ctx.config.currency  # type: ignore[attr-defined]
     for row in ctx.read("normalize", "records"):  # {"index": row number, "record": {...}}
         record = row["record"]
-        try:
-            cents = round(float(record["price"]) * 100)
+        try:  # a row without a usable sku or price is a reject, not a retry: retrying cannot fix data
+            sku, cents = str(record["sku"]), round(float(record["price"]) * 100)
         except (KeyError, TypeError, ValueError) as exc:
-            ctx.reject(record, f"no usable price: {exc}", row["index"])  # kept, counted
+            ctx.reject(record, f"no usable sku or price: {exc!r}", row["index"])  # kept, counted
             continue
-        ctx.emit("prices", {"sku": str(record["sku"]), "cents": cents, "currency": currency})
+        ctx.emit("prices", {"sku": sku, "cents": cents, "currency": ctx.config.currency})
 
 
 pipeline = Pipeline("shop", [*REFERENCE_STAGES, prices], config={"prices": {"currency": "USD"}})

@@ -8,6 +8,8 @@ importing the reference stages, which sit above it.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 from stagebus.errors import InvalidInput
 from stagebus.pipeline.definition import Pipeline, PipelineRegistry
@@ -18,8 +20,13 @@ REFERENCE_SPEC = "stagebus.stages:reference_pipeline"
 def load_pipelines(specs: str = "") -> PipelineRegistry:
     """The reference pipeline plus every ``module:attribute`` in ``specs`` (comma-separated),
     each a :class:`Pipeline` (or a callable returning one). Raises :class:`InvalidInput`."""
-    registry = PipelineRegistry()
-    for spec in (REFERENCE_SPEC, *filter(None, (s.strip() for s in specs.split(",")))):
+    registry = PipelineRegistry([_load(REFERENCE_SPEC)])
+    user_specs = [s.strip() for s in specs.split(",") if s.strip()]
+    if user_specs and "" not in sys.path and os.getcwd() not in sys.path:
+        # User modules are found from the working directory, as ``python -m`` and the
+        # ``dramatiq`` command find them; a console script does not put it on the path itself.
+        sys.path.insert(0, os.getcwd())
+    for spec in user_specs:
         registry.add(_load(spec))
     return registry
 
