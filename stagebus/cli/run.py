@@ -45,7 +45,9 @@ def run(
         projections.catch_up()
         typer.echo(f"resumed run {run_id} from {resume_from} as run {new_id}")
         run_ids = [new_id]
-    only = {s.strip() for s in stages.split(",") if s.strip()} if stages else None
+    only = {s.strip() for s in stages.split(",") if s.strip()} if stages is not None else None
+    if only is not None and not only:
+        raise InvalidInput(f"--stages {stages!r} names no stage: give a comma-separated list such as ingest,normalize")
     if only is not None:
         targets = run_ids or [r.run_id for r in projections.runs()]
         for target in targets:

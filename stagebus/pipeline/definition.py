@@ -55,6 +55,9 @@ class Pipeline:
                 err = exc.errors()[0]
                 where = ".".join(str(p) for p in err["loc"]) or "config"
                 raise InvalidInput(f"stage {stage_name!r} config: {where}: {err['msg']}") from None
+            if isinstance(raw, Mapping) and (extra := _unknown_keys(d.contract.config, raw)):
+                known = ", ".join(sorted(d.contract.config.model_fields)) or "none"
+                raise InvalidInput(f"stage {stage_name!r} config: unknown key(s) {', '.join(extra)} (known: {known})")
 
     @property
     def stages(self) -> list[StageDefinition]:
@@ -104,6 +107,16 @@ class Pipeline:
         for k, v in config.items():
             merged[k] = {**merged.get(k, {}), **v}
         return Pipeline(self.name, self.stages, version=self.version, config=merged)
+
+
+def _unknown_keys(model: type[BaseModel], raw: Mapping[str, Any]) -> list[str]:
+    """Keys of ``raw`` that ``model`` has no field for. A misspelt key would otherwise be
+    ignored and its default used in silence; a model that says ``extra="allow"`` keeps them."""
+    if model.model_config.get("extra") == "allow":
+        return []
+    names = {alias for name, f in model.model_fields.items() for alias in (name, f.alias, f.validation_alias)
+             if isinstance(alias, str)}
+    return sorted(repr(key) for key in raw if key not in names)
 
 
 def _topological(name: str, defs: list[StageDefinition]) -> list[StageDefinition]:

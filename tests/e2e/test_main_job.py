@@ -110,6 +110,7 @@ def test_changed_file_fails_ingest_finally_and_exits_nonzero(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("args", [["run", "--run-id", "nope"], ["run", "--resume-from", "normalize"],
+                                  ["run", "--stages", ""], ["run", "--stages", " , "],
                                   ["query", "x", "--format", "xml"]])
 def test_bad_run_and_query_input_is_one_line(tmp_path: Path, args: list[str]) -> None:
     done = stagebus(tmp_path, *args, check=False)

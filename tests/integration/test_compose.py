@@ -32,6 +32,16 @@ def stagebus_commands() -> list[tuple[str, list[str]]]:
     return found
 
 
+def documented_commands() -> list[list[str]]:
+    """argv after "stagebus" of every ``docker compose run … stagebus …`` the header comments show."""
+    found = []
+    for line in COMPOSE.read_text().splitlines():
+        words = line.lstrip("# ").split()
+        if line.startswith("#") and "stagebus" in words and words[:2] == ["docker", "compose"]:
+            found.append(words[words.index("stagebus") + 1:])
+    return found
+
+
 def parse(argv: list[str]) -> list[str]:
     """Parse ``argv`` the way ``stagebus`` would, down to the leaf command, without running it:
     unknown commands, unknown flags and invalid values raise click's usage errors. Returns the
@@ -59,6 +69,11 @@ def test_every_compose_command_exists_with_its_flags(service: str, argv: list[st
     assert result.exit_code == 0, f"{service}: stagebus {' '.join(path)} --help: {result.output}"
     flags = [arg.split("=", 1)[0] for arg in argv if arg.startswith("--")]
     assert all(flag in result.output for flag in flags), f"{service}: {flags} not all in the help"
+
+
+@pytest.mark.parametrize("argv", documented_commands())
+def test_every_command_the_header_documents_parses(argv: list[str]) -> None:
+    parse(argv)  # raises on an unknown command or flag (the header once said --directory)
 
 
 def test_unknown_flags_would_be_caught() -> None:

@@ -87,3 +87,22 @@ def test_unknown_option_of_a_stage_is_refused() -> None:
     # Given a misspelled top-level option
     with pytest.raises(InvalidInput, match="stage 'link' config: resolve_suffix: Extra inputs are not permitted"):
         build_reference_pipeline({"link": {"resolve_suffix": False}})
+
+
+def test_a_misspelt_config_key_is_refused_not_ignored() -> None:
+    from pydantic import BaseModel
+
+    from stagebus import InvalidInput, Pipeline, stage
+
+    class PricesConfig(BaseModel):  # a user's model, pydantic's default: extra keys ignored
+        currency: str = "EUR"
+
+    @stage("prices", config=PricesConfig)
+    def prices(ctx) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    # Given a config with `curency` for `currency` / When the pipeline is defined
+    with pytest.raises(InvalidInput, match=r"stage 'prices' config: unknown key\(s\) 'curency' \(known: currency\)"):
+        Pipeline("shop", [prices], config={"prices": {"curency": "USD"}})
+    # Then a correct key still works
+    assert Pipeline("shop", [prices], config={"prices": {"currency": "USD"}}).configs["prices"].currency == "USD"
