@@ -80,6 +80,8 @@ class StageContext:
         return Path(unquote(parsed.path))
 
     def upstream_artifact(self, stage: str, output: str, partition: str | None = None) -> Artifact:
+        if not self.contract.reads_output(stage, output):
+            raise ContractError(f"stage {self.stage!r} reads {stage}.{output}, which its contract does not declare")
         key = (stage, partition or (self.partition if (stage, self.partition) in self._upstream else RUN_SCOPE))
         manifest = self._upstream.get(key)
         if manifest is None:

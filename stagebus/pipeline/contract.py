@@ -50,6 +50,9 @@ class StageContract(BaseModel):
     scope: Literal["partition", "run"] = "partition"
     config: type[BaseModel] = NoConfig
     outputs: dict[str, type[BaseModel]] = {}
+    # Upstream outputs the stage reads, "stage.output"; empty means every output of ``after``.
+    # Declared reads let `pipeline check` tell which schema changes break which stage.
+    reads: tuple[str, ...] = ()
     retry: RetryPolicy = RetryPolicy()
     time_limit_s: float = Field(default=600.0, gt=0)
     version: str = "1"  # bump when the stage's code changes what it produces
@@ -73,6 +76,19 @@ class StageContract(BaseModel):
             if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
                 raise ValueError(f"output {name!r}: its schema must be a pydantic model class, not {schema!r}")
         return value
+
+    @field_validator("reads")
+    @classmethod
+    def _reads(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for read in value:
+            stage_name, _, output = read.partition(".")
+            if not (NAME.match(stage_name) and NAME.match(output)):
+                raise ValueError(f"read {read!r} must be 'stage.output'")
+        return value
+
+    def reads_output(self, stage: str, output: str) -> bool:
+        """Whether this stage may read ``stage``'s ``output``: it declared so, or declared no reads."""
+        return f"{stage}.{output}" in self.reads if self.reads else stage in self.after
 
     def is_file(self, output: str) -> bool:
         return issubclass(self.outputs[output], FileOutput)
@@ -106,6 +122,7 @@ def stage(
     scope: Literal["partition", "run"] = "partition",
     config: type[BaseModel] = NoConfig,
     outputs: dict[str, type[BaseModel]] | None = None,
+    reads: list[str] | tuple[str, ...] = (),
     retry: RetryPolicy | None = None,
     time_limit_s: float = 600.0,
     version: str = "1",
@@ -114,7 +131,7 @@ def stage(
     """Declare a stage. Raises :class:`ContractError` at definition time for a bad contract."""
     try:
         contract = StageContract(
-            name=name, after=tuple(after), scope=scope, config=config, outputs=outputs or {},
+            name=name, after=tuple(after), scope=scope, config=config, outputs=outputs or {}, reads=tuple(reads),
             retry=retry or RetryPolicy(), time_limit_s=time_limit_s, version=version, reusable=reusable,
         )
     except ValueError as exc:

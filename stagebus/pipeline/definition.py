@@ -37,6 +37,11 @@ class Pipeline:
             for up in d.contract.after:
                 if up not in by_name:
                     raise ContractError(f"pipeline {name!r}: stage {d.name!r} runs after unknown stage {up!r}")
+            for read in d.contract.reads:
+                up, _, output = read.partition(".")
+                if up not in d.contract.after or output not in by_name[up].contract.outputs:
+                    raise ContractError(f"pipeline {name!r}: stage {d.name!r} reads {read!r}, which is not an "
+                                        f"output of a stage it runs after")
             if d.contract.scope == "partition" and any(by_name[u].contract.scope == "run" for u in d.contract.after):
                 raise ContractError(
                     f"pipeline {name!r}: partition stage {d.name!r} cannot run after a run-level stage"

@@ -20,18 +20,18 @@ REFERENCE_SPEC = "stagebus.stages:reference_pipeline"
 def load_pipelines(specs: str = "") -> PipelineRegistry:
     """The reference pipeline plus every ``module:attribute`` in ``specs`` (comma-separated),
     each a :class:`Pipeline` (or a callable returning one). Raises :class:`InvalidInput`."""
-    registry = PipelineRegistry([_load(REFERENCE_SPEC)])
+    registry = PipelineRegistry([load_pipeline(REFERENCE_SPEC)])
     user_specs = [s.strip() for s in specs.split(",") if s.strip()]
     if user_specs and "" not in sys.path and os.getcwd() not in sys.path:
         # User modules are found from the working directory, as ``python -m`` and the
         # ``dramatiq`` command find them; a console script does not put it on the path itself.
         sys.path.insert(0, os.getcwd())
     for spec in user_specs:
-        registry.add(_load(spec))
+        registry.add(load_pipeline(spec))
     return registry
 
 
-def _load(spec: str) -> Pipeline:
+def load_pipeline(spec: str) -> Pipeline:
     module_name, _, attr = spec.partition(":")
     try:
         target = getattr(importlib.import_module(module_name), attr or "pipeline")

@@ -88,7 +88,8 @@ def template_fields(template: str) -> list[str]:
         raise ValueError(f"identity template {template!r}: {exc}") from None
 
 
-@stage("extract", after=["normalize"], outputs={"entities": Entity}, config=ExtractConfig)
+@stage("extract", after=["normalize"], reads=["normalize.records"], outputs={"entities": Entity},
+       config=ExtractConfig)
 def extract(ctx: StageContext) -> None:
     extractor = EntityExtractor(ctx.config)  # type: ignore[arg-type]
     found: dict[tuple[str, str, str], set[int]] = defaultdict(set)

@@ -45,7 +45,7 @@ class IndexSummary(BaseModel):
     datasets: list[str]
 
 
-@stage("index", after=["normalize", "link"], scope="run",
+@stage("index", after=["normalize", "link"], reads=["normalize.records", "link.record_links"], scope="run",
        outputs={"index": SearchIndex, "summary": IndexSummary})
 def index(ctx: StageContext) -> None:
     links = {(r["partition"], r["index"]): (r["links_in"], r["links_out"])

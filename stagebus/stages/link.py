@@ -26,7 +26,7 @@ class LinkConfig(BaseModel):
     resolve_suffixes: bool = True
 
 
-@stage("link", after=["extract"], scope="run", config=LinkConfig,
+@stage("link", after=["extract"], reads=["extract.entities"], scope="run", config=LinkConfig,
        outputs={"nodes": Node, "edges": Edge, "record_links": RecordLinks, "counts": LinkCounts})
 def link(ctx: StageContext) -> None:
     graph = EntityGraph(resolve_suffixes=ctx.config.resolve_suffixes)  # type: ignore[attr-defined]

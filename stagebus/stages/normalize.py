@@ -113,7 +113,8 @@ class NormalizeConfig(BaseModel):
     chunk_size: int = Field(default=1000, ge=1, le=1_000_000)  # records per resumable item
 
 
-@stage("normalize", after=["ingest"], outputs={"records": IndexedRecord}, config=NormalizeConfig)
+@stage("normalize", after=["ingest"], reads=["ingest.records"], outputs={"records": IndexedRecord},
+       config=NormalizeConfig)
 def normalize(ctx: StageContext) -> None:
     config: NormalizeConfig = ctx.config  # type: ignore[assignment]
     steps = [compile_processor(p) for p in config.processors]

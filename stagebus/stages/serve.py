@@ -42,7 +42,8 @@ class Pointer(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # Not reusable: the pointer switch is the point of the stage, and a reused manifest would skip it.
-@stage("serve", after=["index"], scope="run", outputs={"snapshot": Snapshot}, reusable=False)
+@stage("serve", after=["index"], reads=["index.index", "index.summary"], scope="run", outputs={"snapshot": Snapshot},
+       reusable=False)
 def serve(ctx: StageContext) -> None:
     artifact = ctx.upstream_artifact("index", "index")
     (summary,) = list(ctx.read("index", "summary"))
