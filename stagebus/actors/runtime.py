@@ -35,7 +35,10 @@ def make_broker(url: str) -> Broker:
 
         broker = RedisBroker(url=url)
     elif url.startswith(("amqp://", "amqps://")):
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+        try:
+            from dramatiq.brokers.rabbitmq import RabbitmqBroker
+        except ModuleNotFoundError:  # pika comes with the extra
+            raise InvalidInput("an amqp:// broker needs the 'amqp' extra: pip install 'stagebus[amqp]'") from None
 
         broker = RabbitmqBroker(url=url)
     else:

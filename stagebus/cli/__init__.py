@@ -77,7 +77,16 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from stagebus import __version__
+
+        typer.echo(f"stagebus {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -89,6 +98,8 @@ def configure(
                                               help="Event log URL: sqlite:///PATH, redis://…, rediss://…")] = None,
     log_level: Annotated[str | None, typer.Option("--log-level", envvar="STAGEBUS_LOG_LEVEL",
                                                   show_default="INFO", help="DEBUG, INFO, WARNING or ERROR.")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     """Read settings once, at the edge; commands open state through the context."""
     settings = make_settings(home, store, log_level)

@@ -101,3 +101,29 @@ def test_the_cli_works_against_a_real_redis_log(tmp_path: Path, csv: Path, redis
     assert [json.loads(line)["type"] for line in tail.stdout.splitlines()] == [
         "run_opened", "partition_ingested", "run_sealed"]
     assert (tmp_path / "home" / "projections" / "CURRENT").is_file()
+
+
+def test_version_and_short_help(tmp_path: Path) -> None:
+    from stagebus import __version__
+
+    # Given --version / Then the version, exit 0, and nothing created
+    done = stagebus("--version", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == f"stagebus {__version__}"
+    # And -h works like --help, on the root and on a command
+    assert stagebus("-h", cwd=tmp_path).stdout == stagebus("--help", cwd=tmp_path).stdout
+    run_help = stagebus("run", "-h", cwd=tmp_path)
+    assert run_help.returncode == 0 and "--resume-from" in run_help.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_amqp_broker_without_the_extra_names_the_extra(tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("pika") is not None:
+        pytest.skip("the amqp extra is installed here")
+    # Given a RabbitMQ URL with a password and no pika installed
+    done = subprocess.run([str(SCRIPT), "--home", str(tmp_path), "worker"], capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin", "STAGEBUS_BROKER": "amqp://u:s3cret@127.0.0.1/"})
+    # Then one line names the extra to install, and the password is not in it
+    line = assert_one_error_line(done, 2)
+    assert "stagebus[amqp]" in line and "s3cret" not in line
