@@ -74,6 +74,11 @@ class AppContext:
                 raise StoreUnavailable(f"cannot open {self.settings.store_url}: {exc}") from None
         return self._stores[readonly]
 
+    def require_log(self) -> None:
+        """Refuse, with :class:`StoreUnavailable`, a home that has no log yet: commands that
+        only check or clean up must not create one."""
+        self.store(readonly=True).head()
+
     def projections(self, *, readonly: bool = False) -> Projections:
         """The home's projections over :meth:`store`; read-only ones change no file."""
         if readonly not in self._projections:

@@ -19,7 +19,8 @@ def gc(
     """Collect objects that no manifest in the log references, and served snapshots that are not
     current. Never runs by itself; the log and the manifests are never touched."""
     app = get_context(ctx)
-    projections = app.projections()
+    app.require_log()
+    projections = app.projections(readonly=dry_run)
     projections.catch_up()
     referenced = {artifact.path for info in projections.runs() for manifest in projections.manifests(info.run_id)
                   for artifact in manifest.artifacts}

@@ -19,7 +19,9 @@ def replay(
     """Rebuild the projections from position 0 into a new generation and swap it in atomically."""
     if verify and projection is not None:
         raise InvalidInput("--verify checks every projection; do not combine it with --projection")
-    projections = get_context(ctx).projections()
+    app = get_context(ctx)
+    app.require_log()
+    projections = app.projections()
     if verify:
         with progress_bar("verifying") as progress:
             checked = projections.verify(progress)

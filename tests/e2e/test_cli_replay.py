@@ -92,3 +92,16 @@ def test_replay_draws_a_progress_bar_on_long_replays(home: Path, monkeypatch: py
     # Then the bar went to stderr and the summary to stdout
     assert result.exit_code == 0
     assert "replaying" in result.stderr and "replayed all projections" in result.stdout
+
+
+@pytest.mark.parametrize("args", [["replay", "--verify"], ["replay"], ["gc", "--dry-run"], ["gc"]])
+def test_checks_and_cleanups_in_an_empty_directory_create_nothing(tmp_path: Path, args: list[str]) -> None:
+    import subprocess
+    import sys
+
+    # Given a directory with no stagebus home in it / When a check or clean-up runs there
+    done = subprocess.run([str(Path(sys.executable).parent / "stagebus"), "--home", str(tmp_path / "home"), *args],
+                          capture_output=True, text=True, timeout=60)
+    # Then it says there is no log, exits non-zero, and creates no state (it once reported "ok")
+    assert done.returncode == 1 and done.stderr.strip() == f"stagebus: error: no store at {tmp_path}/home/log.db"
+    assert list(tmp_path.iterdir()) == []
