@@ -1,9 +1,11 @@
-"""NDJSON telemetry: one line per stage-task fact (start, end, counts, duration, error)."""
+"""NDJSON telemetry: one line per stage-task fact (start, end, counts, duration, error), each
+stamped ``ts`` with the wall-clock time in UTC (telemetry is for people; the log orders facts)."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,12 @@ class Telemetry:
             self._fh = path.open("ab", buffering=0)
 
     def emit(self, event: str, **fields: Any) -> None:
-        line = {"event": event, **fields}
         level = logging.WARNING if event in ("failed", "refused") else logging.DEBUG
         log.log(level, "%s %s", event, fields)
         if self._fh is not None:
-            data = _ENC.encode(line) + b"\n"
-            with self._lock:
-                self._fh.write(data)
+            with self._lock:  # stamped under the lock, so the file's lines are in time order
+                line = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event, **fields}
+                self._fh.write(_ENC.encode(line) + b"\n")
 
     def close(self) -> None:
         if self._fh is not None:

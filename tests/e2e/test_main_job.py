@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,9 @@ def test_users_csv_with_bad_rows_is_served_and_rejects_are_readable(tmp_path: Pa
     ends = [line for line in lines if line["event"] == "end"]
     assert len(ends) == 2 * 3 + 3 and {"duration_s", "records_in", "records_out", "records_rejected"} <= ends[0].keys()
     assert sum(1 for line in lines if line["event"] == "start") == len(ends)
+    # And every line says when, in UTC, in order
+    stamps = [datetime.fromisoformat(line["ts"]) for line in lines]
+    assert all(s.utcoffset() == timedelta(0) for s in stamps) and stamps == sorted(stamps)
 
 
 def test_stage_subset_without_its_upstream_is_refused(tmp_path: Path) -> None:
