@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from stagebus.actors.lifecycle import refuse_if_deleted
+from stagebus.artifacts.names import NAME_MAX, encoded_length
 from stagebus.errors import InvalidInput
 from stagebus.events import Event, PartitionIngested, PlannedStage, RunOpened, RunSealed, partition_ref
 from stagebus.projections import Projections
 from stagebus.store import Appended, EventStore
-
-MAX_NAME = 200
 
 
 class PartitionFile(NamedTuple):
@@ -56,15 +55,22 @@ def new_run_id() -> str:
 
 
 def check_name(kind: str, value: str) -> str:
-    """A dataset, partition or run name: non-empty, no path syntax, nothing invisible."""
+    """A dataset, partition or run name: non-empty, no path syntax, nothing invisible, and short
+    enough on disk: its encoded form (:func:`stagebus.artifacts.names.encode_name`) must fit in
+    one path component, :data:`NAME_MAX` bytes, so the bound counts UTF-8 bytes, not characters."""
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{kind} name must not be empty")
-    if len(value) > MAX_NAME:
-        raise InvalidInput(f"{kind} name is longer than {MAX_NAME} characters")
+    if any(unicodedata.category(c) == "Cs" for c in value):
+        raise InvalidInput(f"{kind} name {value!r} is not valid Unicode")
+    if len(value.encode()) > NAME_MAX or encoded_length(value) > NAME_MAX:
+        raise InvalidInput(f"{kind} name {value[:20]!r}... is {encoded_length(value)} bytes on disk, over the "
+                           f"{NAME_MAX}-byte limit (each UTF-8 byte other than A-Z a-z 0-9 - _ . = takes 3)")
     if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
         raise InvalidInput(f"{kind} name {value!r} contains a control character")
     if "/" in value or "\\" in value:
         raise InvalidInput(f"{kind} name {value!r} contains a path separator")
+    if not value.strip("."):
+        raise InvalidInput(f"{kind} name {value!r} is only dots")
     if ".." in value:
         raise InvalidInput(f"{kind} name {value!r} contains '..'")
     if value != value.strip():
@@ -139,6 +145,8 @@ class Producer:
 
     def publish_file(self, part: PartitionFile, *, run_id: str | None = None) -> PublishResult:
         run_id = check_name("run id", run_id) if run_id is not None else new_run_id()
+        check_name("dataset", part.dataset)
+        check_name("partition", part.partition)
         event = PartitionIngested(run_id=run_id, dataset=part.dataset, partition=part.partition, uri=part.uri,
                                   content_hash=part.content_hash, size=part.size, metadata=part.metadata)
         existing = self.store.get(event.key)

@@ -78,6 +78,11 @@ def partition_files(partition: str | None, file: Path | None, directory: Path | 
     clash = sorted({s for s in stems if stems.count(s) > 1})
     if clash:
         raise InvalidInput(f"--dir {directory}: several files would be partition {clash[0]!r}")
+    for path in files:
+        try:
+            check_name("partition", path.stem)
+        except InvalidInput as exc:
+            raise InvalidInput(f"--dir {directory}: file {path.name!r} cannot be a partition: {exc}") from None
     return [(p.stem, p) for p in files]
 
 
