@@ -22,7 +22,15 @@ from typing import NamedTuple
 from stagebus.actors.lifecycle import refuse_if_deleted
 from stagebus.artifacts.names import NAME_MAX, encoded_length
 from stagebus.errors import InvalidInput
-from stagebus.events import Event, PartitionIngested, PlannedStage, RunOpened, RunSealed, partition_ref
+from stagebus.events import (
+    Event,
+    PartitionIngested,
+    PlannedStage,
+    RunAbandoned,
+    RunOpened,
+    RunSealed,
+    partition_ref,
+)
 from stagebus.projections import Projections
 from stagebus.store import Appended, EventStore
 
@@ -154,6 +162,7 @@ class Producer:
             return self._already(run_id, existing.position, existing.event(), part)
         if self._sealed(run_id):
             raise InvalidInput(f"run {run_id} is sealed; publish into a new run")
+        self._refuse_if_abandoned(run_id)
         batch: list[Event] = [event] if self._run_exists(run_id) else [self._opened(run_id), event]
         outcome = self._append(batch)
         if outcome[-1].stored:
@@ -174,6 +183,7 @@ class Producer:
         existing = self.store.get(key)
         if existing is not None:
             return PublishResult(run_id, existing.position, False)
+        self._refuse_if_abandoned(run_id)
         partitions = self._partitions(run_id)
         if not partitions:
             raise InvalidInput(f"run {run_id} has no partitions to seal")
@@ -195,6 +205,10 @@ class Producer:
         if isinstance(opened, RunOpened) and opened.pipeline != self.pipeline_name:
             raise InvalidInput(f"run {run_id} belongs to pipeline {opened.pipeline!r}, not {self.pipeline_name!r}")
         return True
+
+    def _refuse_if_abandoned(self, run_id: str) -> None:
+        if self.store.get(RunAbandoned(run_id=run_id).key) is not None:
+            raise InvalidInput(f"run {run_id} was abandoned; publish into a new run")
 
     def _sealed(self, run_id: str) -> bool:
         return self.store.get(RunSealed(run_id=run_id, partitions=()).key) is not None
