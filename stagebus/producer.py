@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import stat
 import unicodedata
 import uuid
@@ -21,7 +22,7 @@ from typing import NamedTuple
 
 from stagebus.actors.lifecycle import refuse_if_deleted
 from stagebus.artifacts.names import NAME_MAX, encoded_length
-from stagebus.errors import InvalidInput
+from stagebus.errors import InvalidInput, StagebusError, StoreError
 from stagebus.events import (
     Event,
     PartitionIngested,
@@ -231,7 +232,13 @@ class Producer:
     def _append(self, batch: list[Event]) -> list[Appended]:
         outcome = self.store.append(batch)
         if self.projections is not None and any(o.stored for o in outcome):
-            self.projections.catch_up()
+            try:
+                self.projections.catch_up()
+            except (StagebusError, sqlite3.Error) as exc:
+                # The append is done: say what it stored, so a retry goes into the same run.
+                stored = ", ".join(f"{event.type_name} {getattr(event, 'run_id', '')} at position {o.position}"
+                                   for event, o in zip(batch, outcome, strict=True) if o.stored)
+                raise StoreError(f"stored {stored}, but the projections could not catch up: {exc}") from exc
         return outcome
 
 
