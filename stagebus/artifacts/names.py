@@ -16,6 +16,11 @@ distinct ``(run, stage, dataset, partition)`` never share a directory, and its o
 without ``/``. A component may hold at most :data:`NAME_MAX` bytes, so a name is bounded by
 the length of its encoded form (:func:`encoded_length`): 255 plain characters, but only 21
 emoji (4 UTF-8 bytes each, 12 on disk). Case-insensitive filesystems are not supported.
+
+Homes written before this encoding keep working: names made of the kept bytes (nearly all) have
+the same directories; for others (spaces, non-ASCII, a leading dot, ``%``) the old ``manifest.json``
+views stay where they were (a view, never read back; the log is the record, objects are keyed
+by content) and an in-flight item journal under an old path only means that attempt starts over.
 """
 
 from __future__ import annotations
