@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import stat
 import unicodedata
 import uuid
@@ -20,12 +21,19 @@ from pathlib import Path
 from typing import NamedTuple
 
 from stagebus.actors.lifecycle import refuse_if_deleted
-from stagebus.errors import InvalidInput
-from stagebus.events import Event, PartitionIngested, PlannedStage, RunOpened, RunSealed, partition_ref
+from stagebus.artifacts.names import NAME_MAX, encoded_length
+from stagebus.errors import InvalidInput, StagebusError, StoreError
+from stagebus.events import (
+    Event,
+    PartitionIngested,
+    PlannedStage,
+    RunAbandoned,
+    RunOpened,
+    RunSealed,
+    partition_ref,
+)
 from stagebus.projections import Projections
 from stagebus.store import Appended, EventStore
-
-MAX_NAME = 200
 
 
 class PartitionFile(NamedTuple):
@@ -56,15 +64,22 @@ def new_run_id() -> str:
 
 
 def check_name(kind: str, value: str) -> str:
-    """A dataset, partition or run name: non-empty, no path syntax, nothing invisible."""
+    """A dataset, partition or run name: non-empty, no path syntax, nothing invisible, and short
+    enough on disk: its encoded form (:func:`stagebus.artifacts.names.encode_name`) must fit in
+    one path component, :data:`NAME_MAX` bytes, so the bound counts UTF-8 bytes, not characters."""
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{kind} name must not be empty")
-    if len(value) > MAX_NAME:
-        raise InvalidInput(f"{kind} name is longer than {MAX_NAME} characters")
+    if any(unicodedata.category(c) == "Cs" for c in value):
+        raise InvalidInput(f"{kind} name {value!r} is not valid Unicode")
+    if len(value.encode()) > NAME_MAX or encoded_length(value) > NAME_MAX:
+        raise InvalidInput(f"{kind} name {value[:20]!r}... is {encoded_length(value)} bytes on disk, over the "
+                           f"{NAME_MAX}-byte limit (each UTF-8 byte other than A-Z a-z 0-9 - _ . = takes 3)")
     if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
         raise InvalidInput(f"{kind} name {value!r} contains a control character")
     if "/" in value or "\\" in value:
         raise InvalidInput(f"{kind} name {value!r} contains a path separator")
+    if not value.strip("."):
+        raise InvalidInput(f"{kind} name {value!r} is only dots")
     if ".." in value:
         raise InvalidInput(f"{kind} name {value!r} contains '..'")
     if value != value.strip():
@@ -139,6 +154,8 @@ class Producer:
 
     def publish_file(self, part: PartitionFile, *, run_id: str | None = None) -> PublishResult:
         run_id = check_name("run id", run_id) if run_id is not None else new_run_id()
+        check_name("dataset", part.dataset)
+        check_name("partition", part.partition)
         event = PartitionIngested(run_id=run_id, dataset=part.dataset, partition=part.partition, uri=part.uri,
                                   content_hash=part.content_hash, size=part.size, metadata=part.metadata)
         existing = self.store.get(event.key)
@@ -146,6 +163,7 @@ class Producer:
             return self._already(run_id, existing.position, existing.event(), part)
         if self._sealed(run_id):
             raise InvalidInput(f"run {run_id} is sealed; publish into a new run")
+        self._refuse_if_abandoned(run_id)
         batch: list[Event] = [event] if self._run_exists(run_id) else [self._opened(run_id), event]
         outcome = self._append(batch)
         if outcome[-1].stored:
@@ -166,6 +184,7 @@ class Producer:
         existing = self.store.get(key)
         if existing is not None:
             return PublishResult(run_id, existing.position, False)
+        self._refuse_if_abandoned(run_id)
         partitions = self._partitions(run_id)
         if not partitions:
             raise InvalidInput(f"run {run_id} has no partitions to seal")
@@ -188,6 +207,10 @@ class Producer:
             raise InvalidInput(f"run {run_id} belongs to pipeline {opened.pipeline!r}, not {self.pipeline_name!r}")
         return True
 
+    def _refuse_if_abandoned(self, run_id: str) -> None:
+        if self.store.get(RunAbandoned(run_id=run_id).key) is not None:
+            raise InvalidInput(f"run {run_id} was abandoned; publish into a new run")
+
     def _sealed(self, run_id: str) -> bool:
         return self.store.get(RunSealed(run_id=run_id, partitions=()).key) is not None
 
@@ -209,7 +232,13 @@ class Producer:
     def _append(self, batch: list[Event]) -> list[Appended]:
         outcome = self.store.append(batch)
         if self.projections is not None and any(o.stored for o in outcome):
-            self.projections.catch_up()
+            try:
+                self.projections.catch_up()
+            except (StagebusError, sqlite3.Error) as exc:
+                # The append is done: say what it stored, so a retry goes into the same run.
+                stored = ", ".join(f"{event.type_name} {getattr(event, 'run_id', '')} at position {o.position}"
+                                   for event, o in zip(batch, outcome, strict=True) if o.stored)
+                raise StoreError(f"stored {stored}, but the projections could not catch up: {exc}") from exc
         return outcome
 
 

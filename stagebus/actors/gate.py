@@ -13,6 +13,7 @@ from stagebus.events import (
     Manifest,
     ManifestWritten,
     PartitionIngested,
+    RunAbandoned,
     RunOpened,
     RunSealed,
     manifest_key,
@@ -54,6 +55,10 @@ def sealed_partitions(store: EventStore, run_id: str) -> tuple[str, ...] | None:
     return event.partitions if isinstance(event, RunSealed) else None
 
 
+def abandon_key(run_id: str) -> str:
+    return RunAbandoned(run_id=run_id).key
+
+
 def ingest_key(run_id: str, ref: str) -> str:
     dataset, partition = split_partition_ref(ref)
     return f"ingest/{run_id}/{dataset}/{partition}"
@@ -91,7 +96,10 @@ class Gate:
                 for ref in partitions:
                     wanted[manifest_key(task.run_id, up, ref)] = (up, ref)
         ingest_keys = {ingest_key(task.run_id, ref): ref for ref in partitions}
-        found = self.store.get_many([*wanted, *ingest_keys])
+        abandoned = abandon_key(task.run_id)
+        found = self.store.get_many([*wanted, *ingest_keys, abandoned])
+        if abandoned in found:
+            return GateVerdict(False, f"run {task.run_id} was abandoned")
 
         missing = [wanted[k] for k in wanted if k not in found]
         if missing:

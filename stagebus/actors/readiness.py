@@ -132,7 +132,10 @@ def ready_tasks(
     reported ``exhausted`` once it has been started more often than its retry policy allows,
     so a poison partition that crashes workers cannot loop forever.
     """
-    ready, exhausted = [], []
+    ready: list[TaskRef] = []
+    exhausted: list[TaskRef] = []
+    if getattr(run, "abandoned", False):  # a RunView without the field predates abandonment
+        return Readiness(ready, exhausted)
     for definition in pipeline.stages:
         stage = definition.name
         if run.stages is not None and stage not in run.stages:
@@ -182,4 +185,6 @@ def has_open_tasks(info: Any) -> bool:
     """From a run's summary alone: whether any selected stage still has a pending or running
     task. Finished runs are skipped without loading their tasks, so a home with a long history
     costs a readiness round nothing extra."""
+    if getattr(info, "abandoned", False):
+        return False
     return any(summary.selected and (summary.pending or summary.running) for summary in info.stage_summaries)

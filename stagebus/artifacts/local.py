@@ -7,6 +7,9 @@ Layout under the artifact root::
     runs/<run_id>/<stage>/<dataset>/<partition>/manifest.json   written last, from the event
     work/<run_id>/<stage>/<dataset>/<partition>/items.jsonl     per-item progress of long stages
 
+Names in those paths are encoded by :func:`stagebus.artifacts.names.task_dir` (injective, so no two
+tasks share a directory; ``_run`` stands for a run-level task's dataset and partition).
+
 A writer fsyncs its temp file, then hard-links it to its final name: ``link`` fails rather than
 overwrite, so a second writer of the same content is a no-op and nobody can replace content.
 """
@@ -24,7 +27,8 @@ from typing import IO, NamedTuple
 
 import msgspec
 
-from stagebus.events import RUN_SCOPE, Artifact, Manifest
+from stagebus.artifacts.names import task_dir
+from stagebus.events import Artifact, Manifest
 from stagebus.store.files import fsync_dir
 
 HOST = socket.gethostname()
@@ -38,10 +42,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def task_dir(run_id: str, stage: str, partition: str) -> Path:
-    return Path(run_id) / stage / ("_run" if partition == RUN_SCOPE else partition)
 
 
 class PendingFile:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from stagebus.cli._context import get_context, resolve_plan
-from stagebus.errors import InvalidInput
+from stagebus.errors import InvalidInput, StoreError
 from stagebus.producer import PartitionFile, Producer, check_name, describe_file, new_run_id
+from stagebus.settings import Settings
 
 DIR_SUFFIXES = (".csv", ".jsonl")
 
@@ -39,13 +41,59 @@ def publish(
     parts = [describe_file(dataset, name, path, metadata) for name, path in partition_files(partition, file, directory)]
     producer = Producer(app.store(), plan.name, plan.plan, plan.version, projections=app.projections())
     run_id = run_id or new_run_id()
-    for part in parts:
-        report(part, producer.publish_file(part, run_id=run_id).stored, producer, run_id)
-    if seal:
-        sealed = producer.seal(run_id)
-        typer.echo(f"sealed run {run_id} at position {sealed.position}" if sealed.stored
-                   else f"run {run_id} was already sealed (position {sealed.position}); nothing stored", err=True)
+    try:
+        for part in parts:
+            report(part, producer.publish_file(part, run_id=run_id).stored, producer, run_id)
+        if seal:
+            sealed = producer.seal(run_id)
+            typer.echo(f"sealed run {run_id} at position {sealed.position}" if sealed.stored
+                       else f"run {run_id} was already sealed (position {sealed.position}); nothing stored", err=True)
+    except InvalidInput:
+        raise  # refused before anything was stored
+    except Exception as exc:
+        account = stored_account(producer, run_id, parts, seal)
+        if account is None:
+            raise  # the run is not in the log: nothing was stored
+        # Something is stored: say exactly what, and the command that finishes the job (every
+        # append is keyed, so running it again stores only what is missing).
+        typer.echo(run_id)
+        finish = finish_command(app.settings, pipeline, dataset, partition, file, directory, run_id, meta, seal)
+        cause = " ".join(str(exc).split()) or type(exc).__name__
+        raise StoreError(f"publish stopped after storing part of its work: {cause}. In the log: {account}. "
+                         f"Fix the cause, then finish with: `{finish}`"
+                         # The store URL may hold a password: name the option, never its value.
+                         + (" (with the same --store)" if app.settings.store else "")) from exc
     typer.echo(run_id)
+
+
+def stored_account(producer: Producer, run_id: str, parts: list[PartitionFile], seal: bool) -> str | None:
+    """What the log holds of this command's work in ``run_id``, or None if it holds not even the run."""
+    try:
+        if producer.store.get(f"run/{run_id}") is None:
+            return None
+        found = producer.store.get_many([f"ingest/{run_id}/{p.dataset}/{p.partition}" for p in parts])
+        sealed = producer.store.get(f"seal/{run_id}") is not None
+    except Exception as exc:  # the log itself failed: the run id and the command still finish the job
+        return f"run {run_id} (could not read what else: {' '.join(str(exc).split())})"
+    stored = [p.ref for p in parts if f"ingest/{run_id}/{p.dataset}/{p.partition}" in found]
+    missing = [p.ref for p in parts if f"ingest/{run_id}/{p.dataset}/{p.partition}" not in found]
+    return (f"run {run_id}, stored: {', '.join(stored) or 'nothing'}; not stored: {', '.join(missing) or 'nothing'}; "
+            f"{'sealed' if sealed else 'not sealed'}")
+
+
+def finish_command(settings: Settings, pipeline: str, dataset: str, partition: str | None, file: Path | None,
+                   directory: Path | None, run_id: str, meta: list[str] | None, seal: bool) -> str:
+    words = ["stagebus", "--home", str(settings.home), "publish", "--pipeline", pipeline, "--dataset", dataset]
+    if directory is not None:
+        words += ["--dir", str(directory)]
+    else:
+        words += ["--partition", partition or "", "--file", str(file)]
+    words += ["--run-id", run_id]
+    for pair in meta or []:
+        words += ["--meta", pair]
+    if seal:
+        words.append("--seal")
+    return shlex.join(words)
 
 
 def report(part: PartitionFile, stored: bool, producer: Producer, run_id: str) -> None:
@@ -78,6 +126,11 @@ def partition_files(partition: str | None, file: Path | None, directory: Path | 
     clash = sorted({s for s in stems if stems.count(s) > 1})
     if clash:
         raise InvalidInput(f"--dir {directory}: several files would be partition {clash[0]!r}")
+    for path in files:
+        try:
+            check_name("partition", path.stem)
+        except InvalidInput as exc:
+            raise InvalidInput(f"--dir {directory}: file {path.name!r} cannot be a partition: {exc}") from None
     return [(p.stem, p) for p in files]
 
 

@@ -139,6 +139,18 @@ class RunSealed(Event, frozen=True, kw_only=True, tag="run_sealed"):
         return f"seal/{self.run_id}"
 
 
+class RunAbandoned(Event, frozen=True, kw_only=True, tag="run_abandoned"):
+    """An operator says the run will never be finished: its tasks are no longer processed and
+    its undecided partitions stop reading as pending. Once per run."""
+
+    run_id: str
+    reason: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"abandon/{self.run_id}"
+
+
 # --- stage tasks ----------------------------------------------------------------------------
 
 
@@ -233,6 +245,7 @@ AnyEvent = (
     | RunOpened
     | PartitionIngested
     | RunSealed
+    | RunAbandoned
     | StageStarted
     | ManifestWritten
     | StageFailed
@@ -248,6 +261,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RunOpened,
         PartitionIngested,
         RunSealed,
+        RunAbandoned,
         StageStarted,
         ManifestWritten,
         StageFailed,

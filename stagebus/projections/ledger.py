@@ -17,6 +17,9 @@ Rules (each has a unit test in ``tests/unit/test_projections_ledger.py``):
   one: an older run deciding later does not override a newer run's verdict, and while the newest
   run has no verdict yet the row keeps the previous one. ``run_id`` names the run whose verdict
   the row shows, or while there is none the latest run that ingested the partition.
+- ``RunAbandoned`` for run ``r``: ``r`` decides nothing from then on, and a row showing ``r``
+  without a verdict reads ``invalid`` with reason ``"run r abandoned: <reason>"`` (so it is not
+  pending); any run's later verdict replaces that, as does a newer run's ingestion.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from stagebus.events import (
     Event,
     ManifestWritten,
     PartitionIngested,
+    RunAbandoned,
     RunOpened,
     RunSealed,
     StageFailed,
@@ -63,7 +67,8 @@ CREATE TABLE IF NOT EXISTS {LEDGER_RUNS_TABLE} (
     seq             INTEGER NOT NULL,
     plan            BLOB NOT NULL,
     run_stages_done INTEGER NOT NULL,
-    failure         TEXT
+    failure         TEXT,
+    abandoned       TEXT  -- the reason a RunAbandoned gave; NULL while the run is not abandoned
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS {LEDGER_PROGRESS_TABLE} (
     run_id      TEXT NOT NULL,
@@ -84,8 +89,12 @@ INSERT INTO {LEDGER_TABLE} (dataset, partition, status, run_id, attempts, update
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (dataset, partition) DO UPDATE SET
     attempts = attempts + excluded.attempts,
-    status = CASE WHEN {_NEWER} THEN excluded.status ELSE status END,
-    reason = CASE WHEN {_NEWER} THEN excluded.reason ELSE reason END,
+    status = CASE WHEN {_NEWER} THEN excluded.status
+                  WHEN excluded.verdict_seq IS NULL AND verdict_seq IS NULL THEN excluded.status
+                  ELSE status END,
+    reason = CASE WHEN {_NEWER} THEN excluded.reason
+                  WHEN excluded.verdict_seq IS NULL AND verdict_seq IS NULL THEN excluded.reason
+                  ELSE reason END,
     run_id = CASE WHEN {_NEWER} THEN excluded.run_id
                   WHEN excluded.verdict_seq IS NULL AND verdict_seq IS NULL THEN excluded.run_id
                   ELSE run_id END,
@@ -126,7 +135,8 @@ class PartitionLedger:
     name = "ledger"
     tables: tuple[str, ...] = (LEDGER_TABLE, LEDGER_RUNS_TABLE, LEDGER_PROGRESS_TABLE)
     schema = SCHEMA
-    handles: tuple[type[Event], ...] = (RunOpened, PartitionIngested, RunSealed, ManifestWritten, StageFailed)
+    handles: tuple[type[Event], ...] = (RunOpened, PartitionIngested, RunSealed, RunAbandoned, ManifestWritten,
+                                        StageFailed)
 
     def __init__(self) -> None:
         self._plans: dict[str, RunPlan] = {}  # immutable facts: kept across batches
@@ -141,12 +151,16 @@ class PartitionLedger:
         match event:
             case RunOpened():
                 conn.execute(
-                    f"INSERT OR IGNORE INTO {LEDGER_RUNS_TABLE} VALUES (?, ?, ?, 0, NULL)",
+                    f"INSERT OR IGNORE INTO {LEDGER_RUNS_TABLE} VALUES (?, ?, ?, 0, NULL, NULL)",
                     (event.run_id, record.position, encode_plan(event.plan)),
                 )
             case PartitionIngested():
-                self._rows.append((event.dataset, event.partition, "pending", event.run_id, 1, at, None, None))
+                abandoned = self._abandoned(conn, event.run_id)
+                self._rows.append((event.dataset, event.partition, "pending" if abandoned is None else "invalid",
+                                   event.run_id, 1, at, abandoned, None))
                 self._touch(conn, event.run_id, event.ref, at)
+            case RunAbandoned():
+                self._abandon(conn, event, at)
             case RunSealed():
                 for ref in event.partitions:
                     self._touch(conn, event.run_id, ref, at)
@@ -165,7 +179,7 @@ class PartitionLedger:
             )
         if self._dirty_runs:
             conn.executemany(
-                f"UPDATE {LEDGER_RUNS_TABLE} SET run_stages_done = ?, failure = ? WHERE run_id = ?",
+                f"UPDATE {LEDGER_RUNS_TABLE} SET run_stages_done = ?, failure = ?, abandoned = ? WHERE run_id = ?",
                 [(*self._runs[run], run) for run in sorted(self._dirty_runs)],
             )
         if self._rows:
@@ -179,9 +193,31 @@ class PartitionLedger:
 
     # --- rules ---------------------------------------------------------------------------
 
+    def _abandon(self, conn: sqlite3.Connection, event: RunAbandoned, at: str) -> None:
+        """Rows showing the run while it has no verdict become invalid with the reason; they keep
+        ``verdict_seq`` NULL, so any run's later verdict, an older run's too, replaces it."""
+        if self._plan(conn, event.run_id) is None or self._abandoned(conn, event.run_id) is not None:
+            return
+        state = self._run(conn, event.run_id)
+        state[2] = f"run {event.run_id} abandoned" + (f": {event.reason}" if event.reason else "")
+        self._dirty_runs.add(event.run_id)
+        self.flush(conn)  # rare: let SQL see every row written so far
+        conn.execute(
+            f"UPDATE {LEDGER_TABLE} SET status = 'invalid', reason = ?, updated_at = ? "
+            "WHERE run_id = ? AND verdict_seq IS NULL",
+            (state[2], at, event.run_id),
+        )
+
+    def _abandoned(self, conn: sqlite3.Connection, run_id: str) -> str | None:
+        """The ledger's reason for an abandoned run's partitions; None if the run is not abandoned
+        (or was never opened). An abandoned run decides nothing any more."""
+        if self._plan(conn, run_id) is None:
+            return None
+        return self._run(conn, run_id)[2]  # type: ignore[no-any-return]
+
     def _manifest(self, conn: sqlite3.Connection, event: ManifestWritten, at: str) -> None:
         plan = self._plan(conn, event.run_id)
-        if plan is None:
+        if plan is None or self._abandoned(conn, event.run_id) is not None:
             return
         if event.partition == RUN_SCOPE:
             if event.stage in plan.run_stages:
@@ -202,6 +238,8 @@ class PartitionLedger:
     def _failure(self, conn: sqlite3.Connection, event: StageFailed, at: str) -> None:
         plan = self._plan(conn, event.run_id)
         if plan is None or event.stage not in plan.partition_stages | plan.run_stages:
+            return
+        if self._abandoned(conn, event.run_id) is not None:
             return
         reason = f"{event.stage}: {event.error_type}: {event.message}"
         if event.partition == RUN_SCOPE:
@@ -234,7 +272,9 @@ class PartitionLedger:
     def _judge(self, conn: sqlite3.Connection, run_id: str, ref: str, progress: list[Any], plan: RunPlan,
                at: str) -> None:
         """Decide an undecided ref whose run already failed at run level, or that is complete."""
-        run_done, failure = self._run(conn, run_id)
+        run_done, failure, abandoned = self._run(conn, run_id)
+        if abandoned is not None:
+            return
         if failure is not None:
             self._decide(run_id, ref, progress, plan, "invalid", failure, at)
         elif progress[0] == len(plan.partition_stages) and run_done == len(plan.run_stages) and plan.stages:
@@ -269,7 +309,7 @@ class PartitionLedger:
         state = self._runs.get(run_id)
         if state is None:
             row = conn.execute(
-                f"SELECT run_stages_done, failure FROM {LEDGER_RUNS_TABLE} WHERE run_id = ?", (run_id,)
+                f"SELECT run_stages_done, failure, abandoned FROM {LEDGER_RUNS_TABLE} WHERE run_id = ?", (run_id,)
             ).fetchone()
             state = self._runs[run_id] = list(row)
         return state

@@ -20,6 +20,7 @@ from stagebus.events import (
     ManifestWritten,
     PartitionIngested,
     PlannedStage,
+    RunAbandoned,
     RunOpened,
     RunSealed,
     StageFailed,
@@ -42,7 +43,9 @@ CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
     resume_from       TEXT,
     opened_at         TEXT NOT NULL,
     sealed_partitions BLOB,
-    sealed_at         TEXT
+    sealed_at         TEXT,
+    abandoned_at      TEXT,
+    abandon_reason    TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS {RUN_PARTITIONS_TABLE} (
     run_id         TEXT NOT NULL,
@@ -150,6 +153,8 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     sealed_partitions: tuple[str, ...] | None
     last_activity: str
     stage_summaries: tuple[StageSummary, ...]
+    abandoned: bool = False  # an operator gave the run up: nothing of it is processed any more
+    abandon_reason: str | None = None
 
 
 class RunState(RunInfo, frozen=True, kw_only=True):
@@ -174,7 +179,7 @@ class RunsProjection:
     tables: tuple[str, ...] = (RUNS_TABLE, RUN_PARTITIONS_TABLE, STAGE_TASKS_TABLE)
     schema = SCHEMA
     handles: tuple[type[Event], ...] = (
-        RunOpened, PartitionIngested, RunSealed, StageStarted, StageFailed, ManifestWritten)
+        RunOpened, PartitionIngested, RunSealed, RunAbandoned, StageStarted, StageFailed, ManifestWritten)
 
     def __init__(self) -> None:
         # Rows of the two busiest statements, written in one executemany each by flush().
@@ -202,7 +207,7 @@ class RunsProjection:
                                        event.schema_version, record.position, at))
             case RunOpened():
                 conn.execute(
-                    f"INSERT OR IGNORE INTO {RUNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+                    f"INSERT OR IGNORE INTO {RUNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL)",
                     (event.run_id, record.position, event.pipeline, event.pipeline_version, event.config_hash,
                      JSON.encode(event.plan), None if event.stages is None else JSON.encode(event.stages),
                      event.parent_run_id, event.resume_from, at),
@@ -213,6 +218,12 @@ class RunsProjection:
                     f"UPDATE {RUNS_TABLE} SET sealed_partitions = ?, sealed_at = ? "
                     "WHERE run_id = ? AND sealed_partitions IS NULL",
                     (JSON.encode(event.partitions), at, event.run_id),
+                )
+            case RunAbandoned():
+                conn.execute(
+                    f"UPDATE {RUNS_TABLE} SET abandoned_at = ?, abandon_reason = ? "
+                    "WHERE run_id = ? AND abandoned_at IS NULL",
+                    (at, event.reason, event.run_id),
                 )
             case _:
                 pass
@@ -229,7 +240,7 @@ class RunsProjection:
 # --- reads ----------------------------------------------------------------------------------
 
 _RUN_COLUMNS = ("run_id, pipeline, pipeline_version, config_hash, plan, stages, parent_run_id, resume_from, "
-                "opened_at, sealed_partitions, sealed_at")
+                "opened_at, sealed_partitions, sealed_at, abandoned_at, abandon_reason")
 _TASK_COLUMNS = ("stage, partition, status, attempts, last_error, worker, records_in, records_out, "
                  "records_rejected, duration_us, updated_at")
 
@@ -303,13 +314,14 @@ def _run_info(conn: sqlite3.Connection, row: tuple) -> RunInfo:  # type: ignore[
     ):
         totals.setdefault(stage, {})[status] = _Totals(*numbers)
     # The run's newest event: computed here rather than updated on every event of the run.
-    moments = [row[8], row[10] or "", *(at for _, at in ingested),
+    moments = [row[8], row[10] or "", row[11] or "", *(at for _, at in ingested),
                *(t.last_at for by_status in totals.values() for t in by_status.values())]
     return RunInfo(
         run_id=run_id, pipeline=row[1], pipeline_version=row[2], config_hash=row[3], plan=plan, stages=stages,
         parent_run_id=row[6], resume_from=row[7], opened_at=row[8], partitions=partitions,
         sealed=sealed is not None, sealed_partitions=sealed, last_activity=max(moments),
         stage_summaries=tuple(_summary(s, stages, len(partitions), totals.get(s.name, {})) for s in plan),
+        abandoned=row[11] is not None, abandon_reason=row[12],
     )
 
 

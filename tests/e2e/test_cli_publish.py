@@ -137,3 +137,39 @@ def test_publishing_into_a_sealed_run_is_refused(tmp_path: Path, csv: Path) -> N
     # Then it is refused and nothing is stored
     assert result.exit_code == 2 and "sealed" in one_error_line(result)
     assert log_events(tmp_path) == before
+
+
+@pytest.mark.parametrize(("dataset", "partition"), [(".", "foo"), ("foo", "."), ("a", "...")])
+def test_a_dot_only_dataset_or_partition_is_refused(tmp_path: Path, csv: Path, dataset: str, partition: str) -> None:
+    # Given an empty home
+    # When publishing with a dataset or partition made only of dots
+    result = stagebus(tmp_path, "publish", "--dataset", dataset, "--partition", partition, "--file", str(csv))
+    # Then one line says so, the exit code is 2, and nothing is stored
+    assert result.exit_code == 2, result.output
+    assert "only dots" in one_error_line(result)
+    assert log_events(tmp_path) == []
+
+
+def test_publish_dir_refuses_a_file_whose_stem_is_not_a_valid_name_and_names_it(tmp_path: Path) -> None:
+    # Given a folder with a good file and '..csv', whose stem would be partition '.'
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "good.csv").write_text("iata\nSFO\n")
+    (folder / "..csv").write_text("iata\nJFK\n")
+    # When publishing the folder
+    result = stagebus(tmp_path / "home", "publish", "--dataset", "airports", "--dir", str(folder))
+    # Then one line names the file and why, the exit code is 2, and nothing is stored
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "..csv" in line and "only dots" in line
+    assert log_events(tmp_path / "home") == []
+
+
+def test_a_name_too_long_on_disk_is_refused_at_publish(tmp_path: Path, csv: Path) -> None:
+    # Given a partition name of 64 emoji: 64 characters, but 768 bytes once encoded for the disk
+    # When publishing it, Then it is refused at once (not at run time), and nothing is stored
+    name = "\N{GRINNING FACE}" * 64
+    result = stagebus(tmp_path, "publish", "--dataset", "a", "--partition", name, "--file", str(csv))
+    assert result.exit_code == 2, result.output
+    assert "bytes" in one_error_line(result)
+    assert log_events(tmp_path) == []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stagebus.errors import InvalidInput
+from stagebus.errors import InvalidInput, StoreError
 from stagebus.events import PartitionIngested, RunOpened, RunSealed
 from stagebus.producer import Producer, check_name, new_run_id
 from stagebus.projections import Projections
@@ -254,3 +254,19 @@ def test_a_new_run_id_is_a_valid_name_that_sorts_by_time() -> None:
     # Then both are valid names, distinct, and start with a UTC timestamp
     assert [check_name("run id", i) for i in ids] == ids and ids[0] != ids[1]
     assert ids[0][:8].isdigit() and ids[0][8] == "T"
+
+
+def test_a_catch_up_failing_after_the_append_names_what_was_stored(store: MemoryEventStore, tmp_path: Path,
+                                                                  csv: Path) -> None:
+    # Given projections built from another log (they refuse to follow this one)
+    other = MemoryEventStore()
+    with Projections(other, tmp_path / "p") as projections:
+        Producer(other, "reference", (), projections=projections).publish("x", "y", csv, run_id="o1")
+    with Projections(store, tmp_path / "p") as projections:
+        producer = Producer(store, "reference", (), projections=projections)
+        # When a partition is published, Then the error names the run and positions it stored
+        with pytest.raises(StoreError) as failed:
+            producer.publish("airports", "p", csv, run_id="r1")
+    assert "run_opened r1 at position 1" in str(failed.value)
+    assert "partition_ingested r1 at position 2" in str(failed.value)
+    assert store.head() == 2

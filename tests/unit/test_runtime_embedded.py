@@ -148,3 +148,24 @@ def test_stage_subset_needs_its_upstream_done(home: Home) -> None:
         report = runner.run(["r1"], only_stages={"load", "double"})
     assert report.by_stage.keys() == {"load", "double"}
     assert home.projections.manifest("r1", "total", "*") is None
+
+
+def test_an_abandoned_run_is_skipped_by_readiness_even_when_asked_for_by_id(home: Home) -> None:
+    # Given two sealed runs, one abandoned
+    from stagebus.actors.abandon import abandon_run
+    from stagebus.actors.readiness import has_open_tasks, ready_tasks
+
+    toy.publish(home.store, home.root, "r1", parts(2))
+    toy.publish(home.store, home.root, "r2", parts(2), dataset="other")
+    abandon_run(home.store, "r1", "gone")
+    home.projections.catch_up()
+    # Then readiness offers nothing of it, from its summary or its tasks
+    run = home.projections.run("r1")
+    assert run is not None and not has_open_tasks(run)
+    assert ready_tasks(run, toy.registry().get("toy")).ready == []
+    # And the runner, even when named that run, processes nothing of it, but the other run fully
+    with home.runner() as runner:
+        assert runner.run(["r1"]).outcomes == {}
+        runner.run()
+    assert not [e for e in home.events(StageStarted) if e.run_id == "r1"]
+    assert {e.run_id for e in home.events(StageStarted)} == {"r2"}
