@@ -29,6 +29,7 @@ from stagebus.events import DECODER, Event, Manifest, ManifestWritten, StageStar
 from stagebus.store import EventStore, SqliteEventStore
 from stagebus.store.keys import EVENTS_TABLE
 from stagebus.store.redis import RedisEventStore
+from stagebus.store.sqlite import synchronous_level
 
 FILL_BATCH = 5_000
 TARGETS = {"append x100": 0.5, "append x1000": 0.5, "replay": 0.3}
@@ -107,7 +108,7 @@ class SqliteBench:
     def raw_target(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path("raw"), isolation_level=None)
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous_level()}")  # the same as the log's
         conn.execute("CREATE TABLE raw (position INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
         return conn
 

@@ -20,6 +20,7 @@ from stagebus.actors.executor import PERMANENT_ERRORS, Executor, Outcome
 from stagebus.actors.gate import TaskRef
 from stagebus.errors import InvalidInput, StoreUnavailable
 from stagebus.pipeline.definition import Pipeline, PipelineRegistry
+from stagebus.store.urls import redact_url, require_host
 
 log = logging.getLogger("stagebus.actors")
 LOG_OUTAGE_PAUSE_S = 1.0
@@ -31,10 +32,12 @@ def make_broker(url: str) -> Broker:
         broker: Broker = StubBroker()
         broker.emit_after("process_boot")
     elif url.startswith(("redis://", "rediss://", "unix://")):
+        require_host(url, "broker")
         from dramatiq.brokers.redis import RedisBroker
 
         broker = RedisBroker(url=url)
     elif url.startswith(("amqp://", "amqps://")):
+        require_host(url, "broker")
         try:
             from dramatiq.brokers.rabbitmq import RabbitmqBroker
         except ModuleNotFoundError:  # pika comes with the extra
@@ -42,7 +45,7 @@ def make_broker(url: str) -> Broker:
 
         broker = RabbitmqBroker(url=url)
     else:
-        raise InvalidInput(f"unknown broker URL {url!r}: use memory, redis://… or amqp://…")
+        raise InvalidInput(f"unknown broker URL {redact_url(url)!r}: use memory, redis://… or amqp://…")
     if not any(isinstance(m, CurrentMessage) for m in broker.middleware):
         broker.add_middleware(CurrentMessage())
     return broker

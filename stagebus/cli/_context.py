@@ -18,6 +18,7 @@ from stagebus.events import PlannedStage
 from stagebus.projections import Projections
 from stagebus.settings import Settings
 from stagebus.store import EventStore, open_store
+from stagebus.store.urls import redact_url
 
 log = logging.getLogger("stagebus.cli")
 
@@ -71,7 +72,7 @@ class AppContext:
             try:
                 self._stores[readonly] = open_store(self.settings.store_url, readonly=readonly)
             except ImportError as exc:
-                raise StoreUnavailable(f"cannot open {self.settings.store_url}: {exc}") from None
+                raise StoreUnavailable(f"cannot open {redact_url(self.settings.store_url)}: {exc}") from None
         return self._stores[readonly]
 
     def require_log(self) -> None:

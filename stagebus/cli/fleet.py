@@ -19,6 +19,7 @@ from stagebus.actors.fleet_setup import FleetSettings, open_fleet_broker, stage_
 from stagebus.cli._context import get_context
 from stagebus.errors import InvalidInput
 from stagebus.pipeline.registry import load_pipelines
+from stagebus.store.urls import require_host
 
 FLEET_MODULE = "stagebus.actors.fleet"
 
@@ -29,6 +30,7 @@ def fleet_settings(ctx: typer.Context, broker: str | None) -> FleetSettings:
     given = base.model_dump()
     if broker is not None:
         given["broker"] = broker
+    require_host(given["broker"], "broker")  # before the relay opens (and may create) the log
     return FleetSettings(**given)
 
 

@@ -10,19 +10,52 @@ from stagebus.cli._context import FORMATS, check_choice, get_context
 from stagebus.cli._render import print_json_line, stdout, table
 from stagebus.errors import InvalidInput, StoreError
 from stagebus.events import to_builtins
+from stagebus.projections.anchors import checkpoint_anchors
 from stagebus.store import RecordedEvent
+from stagebus.store.anchors import check_anchor, head_anchor, parse_anchor
 
 log_app = typer.Typer(help="Check and read the event log (read-only).", no_args_is_help=True)
 
 
 @log_app.command("verify")
-def verify(ctx: typer.Context) -> None:
-    """Walk the hash chain; exit 1 naming the first broken position."""
-    report = get_context(ctx).store(readonly=True).verify()
+def verify(
+    ctx: typer.Context,
+    expect: Annotated[str | None, typer.Option(
+        "--expect", metavar="POSITION:HASH",
+        help="An anchor printed earlier by `stagebus log head`: the log must still hold it.")] = None,
+) -> None:
+    """Walk the hash chain, then hold the log to every anchor: the projections' checkpoints and
+    ``--expect``. Exit 1 naming the first broken position or the anchor the log no longer holds."""
+    anchors = [parse_anchor(expect)] if expect is not None else []
+    app = get_context(ctx)
+    store = app.store(readonly=True)
+    report = store.verify()
     if not report.ok:
         raise StoreError(f"the log is broken at position {report.broken_at}: {report.reason} "
                          f"({report.checked} event(s) before it are intact)")
-    typer.echo(f"ok: {report.checked} event(s), hash chain intact")
+    if store.url != "memory://":
+        anchors += checkpoint_anchors(app.settings.projections_path)
+    for anchor in anchors:
+        finding = check_anchor(store, anchor)
+        if finding is not None:
+            raise StoreError(finding)
+    held = "".join(f", {'--expect' if a.source == '--expect' else 'checkpoint'} {a.position} held" for a in anchors)
+    typer.echo(f"ok: {report.checked} event(s), hash chain intact{held}")
+
+
+@log_app.command("head")
+def head(
+    ctx: typer.Context,
+    output: Annotated[str, typer.Option("--format", help="text (POSITION:HASH) or json.")] = "text",
+) -> None:
+    """Print the log's head as POSITION:HASH, to keep somewhere else and check later with
+    `stagebus log verify --expect`."""
+    check_choice("format", output, ("text", "json"))
+    anchor = head_anchor(get_context(ctx).store(readonly=True))
+    if output == "json":
+        print_json_line({"position": anchor.position, "hash": anchor.hash})
+    else:
+        typer.echo(str(anchor))
 
 
 @log_app.command("tail")

@@ -7,9 +7,13 @@ that holds it open, with that file's stale ``-wal``/``-shm``. Processes notice a
 their next call and reopen.
 
 Old generations are deleted at the next swap: each swap keeps the new generation and the one it
-replaced (a slow reader may still be on it) and deletes everything else, including leftovers of
-crashed rebuilds. Opens never create a generation file (``mode=rw``), so a process that read an
-old ``CURRENT`` fails to open a deleted generation and retries, instead of resurrecting it empty.
+replaced (a slow reader may still be on it) and deletes everything else that no process is
+building. A process building a generation holds an exclusive ``flock`` on ``.<NNNNNN>.building``
+beside it until it publishes or discards it; a generation whose build lock can be taken was left
+by a killed rebuild, and :meth:`FileGenerations.sweep` (run at the start of every rebuild) deletes
+it, so killed replays do not pile up until the next success. Opens never create a generation
+file (``mode=rw``), so a process that read an old ``CURRENT`` fails to open a deleted generation
+and retries, instead of resurrecting it empty.
 
 For an in-memory event log the projections live in memory too (:class:`MemoryGenerations`,
 SQLite's ``memdb`` VFS, shared by every connection of the process).
@@ -59,6 +63,10 @@ class Generations(Protocol):
         """Exclusive across processes: held to create the first generation and for a rebuild."""
         ...
 
+    def sweep(self) -> list[str]:
+        """Delete unpublished generations no live process is building (call under :meth:`lock`)."""
+        ...
+
 
 def _configure(conn: sqlite3.Connection) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -70,6 +78,54 @@ class FileGenerations:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._current = self.root / PROJECTIONS_CURRENT
+        self._building: dict[str, int] = {}  # generation -> fd holding its build lock
+
+    def _build_lock(self, name: str) -> Path:
+        return self.root / f".{name}.building"
+
+    def _hold_build_lock(self, name: str) -> None:
+        fd = os.open(self._build_lock(name), os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # new file, under the generations lock: never waits
+        self._building[name] = fd
+
+    def _release_build_lock(self, name: str) -> None:
+        fd = self._building.pop(name, None)
+        if fd is not None:
+            self._build_lock(name).unlink(missing_ok=True)
+            os.close(fd)
+
+    def being_built(self, name: str) -> bool:
+        """Whether a live process (this one included) holds ``name``'s build lock."""
+        if name in self._building:
+            return True
+        try:
+            fd = os.open(self._build_lock(name), os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops the lock if we took it
+        return False
+
+    def sweep(self) -> list[str]:
+        """Delete generations newer than the live one that no live process is building (left by
+        killed rebuilds or verifications); returns their names. Call under :meth:`lock`."""
+        live = self.live()
+        floor = int(live) if live is not None and live.isdigit() else 0
+        swept = []
+        for path in sorted(self.root.glob("*.db")):
+            name = path.stem
+            if name.isdigit() and int(name) > floor and name != live and not self.being_built(name):
+                self.discard(name)
+                swept.append(name)
+        for lock in self.root.glob(".*.building"):  # a lock whose generation is gone already
+            name = lock.name[1:].removesuffix(".building")
+            if not self.path(name).exists() and not self.being_built(name):
+                lock.unlink(missing_ok=True)
+        return swept
 
     def path(self, name: str) -> Path:
         return self.root / f"{name}.db"
@@ -99,6 +155,7 @@ class FileGenerations:
         path = self.path(name)
         for leftover in (path, *_sidecars(path)):
             leftover.unlink(missing_ok=True)
+        self._hold_build_lock(name)
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         return name, _configure(conn)
 
@@ -111,15 +168,19 @@ class FileGenerations:
             os.fsync(handle.fileno())
         os.replace(tmp, self._current)
         fsync_dir(self.root)
+        self._release_build_lock(name)
         keep = {name, previous}
         for path in self.root.glob("*.db"):
-            if path.stem.isdigit() and path.stem not in keep:
+            if path.stem.isdigit() and path.stem not in keep and not self.being_built(path.stem):
                 self.discard(path.stem)
 
     def discard(self, name: str) -> None:
         path = self.path(name)
         for victim in (path, *_sidecars(path)):
             victim.unlink(missing_ok=True)
+        self._release_build_lock(name)
+        if not self.being_built(name):
+            self._build_lock(name).unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -173,6 +234,9 @@ class MemoryGenerations:
     def lock(self) -> Iterator[None]:
         with self._lock:
             yield
+
+    def sweep(self) -> list[str]:
+        return []  # gone with the process that built them
 
 
 def open_readonly(path: Path) -> sqlite3.Connection:

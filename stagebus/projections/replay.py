@@ -13,6 +13,7 @@ from position 0 up to where the others are, then catches them all up together.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from typing import NamedTuple
 
@@ -20,6 +21,8 @@ from stagebus.errors import StoreError
 from stagebus.projections.generations import Generations
 from stagebus.projections.runner import BATCH_SIZE, Progress, ProjectionDB
 from stagebus.store import EventStore
+
+log = logging.getLogger("stagebus.projections")
 
 
 class ReplayResult(NamedTuple):
@@ -45,6 +48,9 @@ def rebuild(generations: Generations, store: EventStore, *, projection: str | No
 
 def _rebuild_locked(generations: Generations, store: EventStore, *, projection: str | None,
                     progress: Progress | None) -> ReplayResult:
+    swept = generations.sweep()  # partial generations of killed rebuilds: their space comes back now
+    if swept:
+        log.info("deleted %d generation(s) left by killed rebuilds: %s", len(swept), ", ".join(swept))
     name, conn = generations.create()
     try:
         conn.execute("PRAGMA journal_mode = OFF")

@@ -31,6 +31,11 @@ from stagebus.store.sqlite import is_transient
 BATCH_SIZE = 5000
 FORMAT = "stagebus-projections/1"  # bump when a projection's meaning changes without its DDL
 
+# A checkpoint the log no longer holds is evidence of a damaged log as much as of foreign
+# projections; `replay` would destroy that evidence, so it is advised only for the second.
+LOST_OR_FOREIGN = ("run `stagebus log verify`: if this is the home's own log, restore it from a backup and do not "
+                   "replay over it; if the projections are another log's, run `stagebus replay`")
+
 Progress = Callable[[int, int], None]  # (events applied so far, events to apply in all)
 
 META_SCHEMA = f"""
@@ -194,13 +199,13 @@ class ProjectionDB:
             found = next(iter(store.read(after=position - 1, limit=1)), None)
             if found is None:
                 raise StoreError(
-                    f"projections are at position {position} but the log ends at {store.head()}: they were "
-                    "built from another log; run `stagebus replay`"
+                    f"projections are at position {position} but the log ends at {store.head()}: the log lost "
+                    f"events or they were built from another log; {LOST_OR_FOREIGN}"
                 )
             if found.hash != expected_hash:
                 raise StoreError(
-                    f"projections were built from another log (hash at position {position} differs); "
-                    "run `stagebus replay`"
+                    f"the log rewrote events or the projections were built from another log (hash at position "
+                    f"{position} differs); {LOST_OR_FOREIGN}"
                 )
         self._log_checked = True
 

@@ -10,12 +10,10 @@ and the client seals again. Nothing in this module updates or deletes an entry.
 from __future__ import annotations
 
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -36,6 +34,7 @@ from stagebus.store.base import (
 )
 from stagebus.store.keys import RedisKeys
 from stagebus.store.retry import ATTEMPTS, retrying
+from stagebus.store.urls import redact_url
 
 # Attempts at sealing a batch on a head other appenders keep moving; each costs one round trip.
 CONTENTION_ATTEMPTS = 100
@@ -97,14 +96,6 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, redis.ConnectionError | redis.TimeoutError | redis.exceptions.ReadOnlyError)
 
 
-def redacted(url: str) -> str:
-    """The URL with any password replaced by ``***``, fit for messages and logs."""
-    password = urlsplit(url).password
-    if password:
-        url = url.replace(f":{password}@", ":***@", 1)
-    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
-
-
 def client_for(url: str, timeout_s: float = SOCKET_TIMEOUT_S) -> redis.Redis:
     """A redis-py client for ``url`` that does not retry by itself: the store's own retries know
     which writes may already have landed, redis-py's would blindly send a script twice."""
@@ -116,7 +107,7 @@ def client_for(url: str, timeout_s: float = SOCKET_TIMEOUT_S) -> redis.Redis:
             socket_timeout=timeout_s,
         )
     except ValueError as exc:
-        raise InvalidInput(f"bad redis URL {redacted(url)!r}: {exc}") from None
+        raise InvalidInput(f"bad redis URL {redact_url(url)!r}: {exc}") from None
 
 
 def probe(url: str) -> None:
@@ -192,7 +183,7 @@ class RedisEventStore(EventStore):
                  attempts: int = ATTEMPTS) -> RedisEventStore:
         """Check the server answers (see :func:`probe`), then open the log on it."""
         probe(url)
-        return cls(client_for(url), namespace=namespace, readonly=readonly, url=redacted(url),
+        return cls(client_for(url), namespace=namespace, readonly=readonly, url=redact_url(url),
                    attempts=attempts, owns_client=True)
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:

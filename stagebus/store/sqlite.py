@@ -6,12 +6,13 @@ check, the chain head and the insert are one atomic step. Triggers refuse UPDATE
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from stagebus.errors import StoreUnavailable
+from stagebus.errors import InvalidInput, StoreUnavailable
 from stagebus.events import Event
 from stagebus.store.base import (
     GENESIS_HASH,
@@ -42,6 +43,10 @@ BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS {EVENTS_TABLE}_no_delete BEFORE DELETE ON {EVENTS_TABLE}
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
 """
+# The log of record fsyncs every commit (FULL); NORMAL is a documented opt-in for a log that may
+# lose its last commits on power failure (docs/durability.md). EXTRA adds a directory fsync.
+SYNCHRONOUS_ENV = "STAGEBUS_SQLITE_SYNCHRONOUS"
+SYNCHRONOUS_LEVELS = ("FULL", "EXTRA", "NORMAL")
 _COLUMNS = "position, key, type, version, payload, recorded_at, hash"
 
 
@@ -51,7 +56,18 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
-def connect(path: Path, *, readonly: bool = False, busy_timeout_s: float = 10.0) -> sqlite3.Connection:
+def synchronous_level(value: str | None = None) -> str:
+    """The ``PRAGMA synchronous`` of the log: ``value``, else ``STAGEBUS_SQLITE_SYNCHRONOUS``, else
+    FULL. FULL fsyncs the WAL at every commit, so a committed append survives a power failure;
+    NORMAL does not (see docs/durability.md for what it can lose and what FULL costs)."""
+    level = (value if value is not None else os.environ.get(SYNCHRONOUS_ENV, "")).strip().upper() or "FULL"
+    if level not in SYNCHRONOUS_LEVELS:
+        raise InvalidInput(f"{SYNCHRONOUS_ENV} must be one of {', '.join(SYNCHRONOUS_LEVELS)}, got {level[:40]!r}")
+    return level
+
+
+def connect(path: Path, *, readonly: bool = False, busy_timeout_s: float = 10.0,
+            synchronous: str = "FULL") -> sqlite3.Connection:
     """Open a SQLite file; read-only opens never create or modify anything."""
     if readonly:
         if not path.exists():
@@ -73,13 +89,15 @@ def connect(path: Path, *, readonly: bool = False, busy_timeout_s: float = 10.0)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
     return conn
 
 
 class SqliteEventStore(EventStore):
-    def __init__(self, path: str | Path, *, readonly: bool = False, busy_timeout_s: float = 10.0) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False, busy_timeout_s: float = 10.0,
+                 synchronous: str | None = None) -> None:
         self.path = Path(path)
+        self.synchronous = synchronous_level(synchronous)
         self.busy_timeout_s = busy_timeout_s
         self.url = f"sqlite:///{self.path}"
         self.readonly = readonly
@@ -99,7 +117,8 @@ class SqliteEventStore(EventStore):
         # One connection per thread: sqlite3 connections must not interleave transactions.
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.path, readonly=self.readonly, busy_timeout_s=self.busy_timeout_s)
+            conn = connect(self.path, readonly=self.readonly, busy_timeout_s=self.busy_timeout_s,
+                           synchronous=self.synchronous)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)

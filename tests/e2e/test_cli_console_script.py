@@ -97,7 +97,7 @@ def test_the_cli_works_against_a_real_redis_log(tmp_path: Path, csv: Path, redis
     assert [d.returncode for d in (first, retry, inspected, verified, tail, replayed)] == [0] * 6, retry.stderr
     assert "nothing stored" in retry.stderr
     assert [r["partition"] for r in json.loads(inspected.stdout)] == ["CA"]
-    assert verified.stdout.strip() == "ok: 3 event(s), hash chain intact"
+    assert verified.stdout.strip() == "ok: 3 event(s), hash chain intact, checkpoint 3 held"
     assert [json.loads(line)["type"] for line in tail.stdout.splitlines()] == [
         "run_opened", "partition_ingested", "run_sealed"]
     assert (tmp_path / "home" / "projections" / "CURRENT").is_file()

@@ -30,6 +30,21 @@ def test_every_benchmark_module_declares_its_options() -> None:
         assert callable(module.run)
 
 
+def test_durability_bench_measures_both_levels_at_a_tiny_size(tmp_path: Path) -> None:
+    from bench import durability
+
+    parser = argparse.ArgumentParser()
+    durability.add_arguments(parser)
+    args = parser.parse_args(["--appends", "5", "--repeats", "1", "--dir", str(tmp_path),
+                              "--json", str(tmp_path / "out.json")])
+    report = durability.run(args)
+    rows = report["appends_by_size"]
+    assert [r["events_per_append"] for r in rows] == [1, 2]
+    assert all(r["full_appends_per_s"] > 0 and r["normal_appends_per_s"] > 0 for r in rows)
+    assert json.loads((tmp_path / "out.json").read_text()) == report
+    assert list(tmp_path.iterdir()) == [tmp_path / "out.json"]  # the trial logs are removed
+
+
 def test_noop_pipeline_runs_embedded(tmp_path: Path) -> None:
     # Given two partitions of the no-op pipeline / When run embedded / Then every stage task ran
     assert noop_run.embedded_run(tmp_path, 2) > 0

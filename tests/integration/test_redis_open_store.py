@@ -15,7 +15,8 @@ from redis.connection import SSLConnection, UnixDomainSocketConnection
 from stagebus.errors import InvalidInput, ReadOnlyStore, StoreError, StoreUnavailable
 from stagebus.events import PipelineStarted
 from stagebus.store import open_store
-from stagebus.store.redis import RedisEventStore, client_for, redacted
+from stagebus.store.redis import RedisEventStore, client_for
+from stagebus.store.urls import redact_url
 
 FAIL_FAST_S = 5.0
 
@@ -50,7 +51,7 @@ def test_malformed_redis_url_is_invalid_input() -> None:
     "unix:///run/redis/redis.sock?db=2&password=s3cret",
 ])
 def test_redacted_url_keeps_everything_but_the_password(url: str) -> None:
-    shown = redacted(url)
+    shown = redact_url(url)
     assert "s3cret" not in shown
     assert shown.split(":", 1)[0] == url.split(":", 1)[0] and "***" in shown
 
