@@ -28,6 +28,9 @@ EXTENSIONS: dict[str, Format] = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl"
 # A quoted CSV field may span lines; past this many, an unclosed quote is taken to be broken
 # quoting rather than a very long field, so one stray quote cannot swallow the rest of a file.
 MAX_ROW_LINES = 1000
+# Nesting a record may have: far more than any real record needs, and well below where decoding
+# (RecursionError) or a later stage's re-encoding (pydantic's serialization depth) would fail.
+MAX_RECORD_DEPTH = 128
 _JSON = msgspec.json.Decoder()
 
 
@@ -101,11 +104,39 @@ def parse_jsonl(fh: BinaryIO, encoding: str = "utf-8") -> Iterator[Row]:
             except msgspec.DecodeError as exc:
                 yield Row(number, None, f"line {number}: invalid JSON: {exc}", text)
                 continue
-            if isinstance(value, dict):
+            except RecursionError:
+                value = None
+                deep: str | None = too_deep_error()
+            else:
+                deep = too_deep_error() if nesting_exceeds(value) else None
+            if deep is not None:
+                yield Row(number, None, f"line {number}: {deep}", text)
+            elif isinstance(value, dict):
                 yield Row(number, value)
             else:
                 yield Row(number, None, f"line {number}: a record must be a JSON object, not {_json_kind(value)}",
                           text)
+
+
+def too_deep_error() -> str:
+    return f"a record may nest at most {MAX_RECORD_DEPTH} levels deep"
+
+
+def nesting_exceeds(value: object, limit: int | None = None) -> bool:
+    """Whether ``value`` nests lists/dicts deeper than ``limit`` (default :data:`MAX_RECORD_DEPTH`).
+
+    Iterative, so a deep value cannot exhaust the stack while it is measured."""
+    limit = MAX_RECORD_DEPTH if limit is None else limit
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def _json_kind(value: object) -> str:
