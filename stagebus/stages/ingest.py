@@ -8,7 +8,10 @@ and parsed (a file changed after publishing cannot slip through between a check 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from stagebus.errors import PermanentStageError
 from stagebus.pipeline.context import StageContext
@@ -50,10 +53,20 @@ def ingest(ctx: StageContext) -> None:
     ))
 
 
+def open_regular(source: Path) -> BinaryIO:
+    """Open a published source for reading; refuse anything but a regular file without blocking
+    (opening a FIFO would wait for a writer and hold a worker thread forever)."""
+    fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PermanentStageError(f"source {source} is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
 def copy_hashing(source: Path, target: Path) -> tuple[str, int]:
     """Copy ``source`` to ``target``; return the sha256 and size of the bytes copied."""
     digest, size = hashlib.sha256(), 0
-    with source.open("rb") as src, target.open("wb") as dst:
+    with open_regular(source) as src, target.open("wb") as dst:
         while block := src.read(_BLOCK):
             digest.update(block)
             dst.write(block)

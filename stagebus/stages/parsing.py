@@ -12,7 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -187,7 +187,7 @@ def _header(lines: _PushbackLines, delimiter: str, encoding: str) -> list[str] |
         for position, name in enumerate(names, start=1):
             if not name:
                 raise PermanentStageError(f"CSV header (line {number}): column {position} has no name")
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
         if duplicates:
             raise PermanentStageError(f"CSV header (line {number}) repeats column(s) {', '.join(duplicates)}")
         return names
