@@ -13,17 +13,27 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from stagebus.errors import PermanentStageError
 from stagebus.pipeline.context import StageContext
 from stagebus.pipeline.contract import stage
-from stagebus.stages.parsing import dialect_of, parse
+from stagebus.stages.parsing import MAX_LINE_BYTES, dialect_of, parse
 from stagebus.stages.records import IndexedRecord, RawMetadata, RawPayload
 
 _BLOCK = 1 << 20
 
 
-@stage("ingest", outputs={"raw": RawPayload, "metadata": RawMetadata, "records": IndexedRecord})
+class IngestConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A longer source line is a reject (with its line number), skipped without being held in memory.
+    max_line_bytes: int = Field(default=MAX_LINE_BYTES, ge=1)
+
+
+@stage("ingest", outputs={"raw": RawPayload, "metadata": RawMetadata, "records": IndexedRecord},
+       config=IngestConfig)
 def ingest(ctx: StageContext) -> None:
+    config: IngestConfig = ctx.config  # type: ignore[assignment]
     event = ctx.ingested
     dialect = dialect_of(event.uri, event.metadata)
     raw = ctx.output_path("raw")
@@ -38,7 +48,7 @@ def ingest(ctx: StageContext) -> None:
 
     parsed = rejected = 0
     with raw.open("rb") as fh:
-        for row in parse(fh, dialect):
+        for row in parse(fh, dialect, config.max_line_bytes):
             ctx.count_in()
             if row.record is None:
                 ctx.reject(row.raw, row.error or "malformed row", index=row.index)
