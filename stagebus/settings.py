@@ -33,6 +33,15 @@ class Settings(BaseSettings):
             raise ValueError(f"--store/STAGEBUS_STORE is not a valid URL: {exc}") from None
         return value
 
+    @field_validator("broker")
+    @classmethod
+    def _broker_parses(cls, value: str) -> str:
+        try:
+            urlsplit(value).port  # noqa: B018 - parsing is the check
+        except ValueError as exc:  # the URL itself is not echoed: it may hold a password
+            raise ValueError(f"STAGEBUS_BROKER is not a valid URL: {exc}") from None
+        return value
+
     @field_validator("home")
     @classmethod
     def _a_directory(cls, value: Path) -> Path:

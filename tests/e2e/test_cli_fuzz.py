@@ -57,6 +57,8 @@ PUBLISH = ("publish", "--dataset", "d", "--partition", "p", "--file", "data.csv"
     (("--home", "h", "run"), {"STAGEBUS_PIPELINES": "exits:pipeline"}, "exits:pipeline"),
     (("--home", "h", "--store", "redis://[::1", "state", "inspect"), {}, "--store"),
     (("--home", "h", "--store", "rediss://:secret@[zz/0", *PUBLISH), {}, "--store"),
+    (("--home", "h", "worker"), {"STAGEBUS_BROKER": "redis://:secret@[zz"}, "STAGEBUS_BROKER"),
+    (("--home", "h", "relay"), {"STAGEBUS_BROKER": "redis://:secret@[zz"}, "STAGEBUS_BROKER"),
     (("--home", "h", "state", "inspect", "--status", "bogus"), {}, "bogus"),
 ])
 def test_hostile_input_is_one_clear_line_with_exit_2(workdir: Path, args: tuple[str | bytes, ...],
