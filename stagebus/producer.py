@@ -108,7 +108,8 @@ def describe_file(dataset: str, partition: str, path: str | Path,
     meta = check_metadata(metadata)
     path = Path(path)
     try:
-        with open(path, "rb") as handle:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as handle:
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise InvalidInput(f"{path} is not a regular file")

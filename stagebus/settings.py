@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,26 @@ class Settings(BaseSettings):
     def _known_scheme(cls, value: str) -> str:
         if value and not value.startswith(("sqlite://", "redis://", "rediss://", "unix://", "memory://")):
             raise ValueError("STAGEBUS_STORE must be sqlite:///PATH, redis://…, rediss://… or unix://…")
+        try:
+            urlsplit(value).port  # noqa: B018 - parsing is the check
+        except ValueError as exc:  # the URL itself is not echoed: it may hold a password
+            raise ValueError(f"--store/STAGEBUS_STORE is not a valid URL: {exc}") from None
+        return value
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_parses(cls, value: str) -> str:
+        try:
+            urlsplit(value).port  # noqa: B018 - parsing is the check
+        except ValueError as exc:  # the URL itself is not echoed: it may hold a password
+            raise ValueError(f"STAGEBUS_BROKER is not a valid URL: {exc}") from None
+        return value
+
+    @field_validator("home")
+    @classmethod
+    def _a_directory(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"--home/STAGEBUS_HOME {str(value)!r} is not a directory")
         return value
 
     @property

@@ -42,6 +42,7 @@ class OneLineErrors(TyperGroup):
              complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
              **extra: Any) -> Any:
         try:
+            _check_utf8(sys.argv[1:] if args is None else args)
             code = super().main(args=args, prog_name=prog_name or "stagebus", complete_var=complete_var,
                                 standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
             code = code if isinstance(code, int) else 0
@@ -69,6 +70,17 @@ class OneLineErrors(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def _check_utf8(args: Sequence[str]) -> None:
+    """Refuse an argument that is not UTF-8 (Python carries its bytes as surrogates): names,
+    paths and URLs are stored and printed as UTF-8."""
+    for arg in args:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise InvalidInput(f"argument {shown!r} is not valid UTF-8") from None
 
 
 app = typer.Typer(

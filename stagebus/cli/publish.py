@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -122,8 +123,7 @@ def partition_files(partition: str | None, file: Path | None, directory: Path | 
     files = sorted(p for p in directory.iterdir() if p.suffix in DIR_SUFFIXES and p.is_file())
     if not files:
         raise InvalidInput(f"--dir {directory} has no {' or '.join(DIR_SUFFIXES)} files")
-    stems = [p.stem for p in files]
-    clash = sorted({s for s in stems if stems.count(s) > 1})
+    clash = clashing_stems(files)
     if clash:
         raise InvalidInput(f"--dir {directory}: several files would be partition {clash[0]!r}")
     for path in files:
@@ -132,6 +132,11 @@ def partition_files(partition: str | None, file: Path | None, directory: Path | 
         except InvalidInput as exc:
             raise InvalidInput(f"--dir {directory}: file {path.name!r} cannot be a partition: {exc}") from None
     return [(p.stem, p) for p in files]
+
+
+def clashing_stems(files: list[Path]) -> list[str]:
+    """Stems shared by several files (they would be one partition)."""
+    return sorted(s for s, count in Counter(p.stem for p in files).items() if count > 1)
 
 
 def parse_meta(pairs: list[str]) -> dict[str, str]:

@@ -28,6 +28,8 @@ def run(
                         ] = None,
 ) -> None:
     """Process every ready stage task in this process until none is ready; exit 1 on new final failures."""
+    if log_file is not None and (log_file.is_dir() or (log_file.exists() and not log_file.is_file())):
+        raise InvalidInput(f"--log-file {log_file} is not a file")
     app = get_context(ctx)
     console = Console(stderr=True)
     registry = load_pipelines(app.settings.pipelines)

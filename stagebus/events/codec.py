@@ -30,20 +30,29 @@ def decode(
 ) -> AnyEvent:
     """Decode a payload, upcasting it when ``version`` is older than the type's current one.
 
-    Raises :class:`EventDecodeError` (naming ``position``) for malformed bytes or unknown types.
+    Raises :class:`EventDecodeError` (naming ``position``) for malformed bytes, unknown types, a
+    payload nested too deep to decode, or one whose tag disagrees with the stored ``type_name``.
     """
     try:
         current = CURRENT_VERSIONS.get(type_name or "", 0)
         if type_name is None or version is None or version == current:
-            return DECODER.decode(payload)
+            event: AnyEvent = DECODER.decode(payload)
+            if type_name is not None and event.type_name != type_name:
+                raise EventDecodeError(f"stored as {type_name!r} but its payload is {event.type_name!r}", position)
+            return event
         if type_name not in CURRENT_VERSIONS:
             raise EventDecodeError(f"unknown event type {type_name!r}", position)
         if version > current:
             raise EventDecodeError(f"{type_name} v{version} is newer than this stagebus (v{current})", position)
         raw = upcast(type_name, version, current, _GENERIC.decode(payload))
-        return msgspec.convert(raw, AnyEvent)  # type: ignore[arg-type]
-    except (msgspec.DecodeError, msgspec.ValidationError, LookupError, KeyError) as exc:
-        raise EventDecodeError(str(exc).splitlines()[0], position) from None
+        upcast_event: AnyEvent = msgspec.convert(raw, AnyEvent)  # type: ignore[arg-type]
+        if upcast_event.type_name != type_name:
+            raise EventDecodeError(f"stored as {type_name!r} but its payload is {upcast_event.type_name!r}", position)
+        return upcast_event
+    except RecursionError:
+        raise EventDecodeError("payload is nested too deeply", position) from None
+    except (msgspec.DecodeError, msgspec.ValidationError, LookupError, KeyError, TypeError, ValueError) as exc:
+        raise EventDecodeError((str(exc).splitlines() or [type(exc).__name__])[0], position) from None
 
 
 def to_builtins(event: Event) -> dict[str, Any]:

@@ -37,7 +37,18 @@ def load_pipeline(spec: str) -> Pipeline:
         target = getattr(importlib.import_module(module_name), attr or "pipeline")
     except (ImportError, AttributeError) as exc:
         raise InvalidInput(f"cannot load pipeline {spec!r}: {exc}") from None
-    pipeline = target() if callable(target) and not isinstance(target, Pipeline) else target
+    except (Exception, SystemExit) as exc:  # user code: a raise or sys.exit() at import is its fault
+        raise InvalidInput(f"cannot load pipeline {spec!r}: importing it raised {_described(exc)}") from None
+    try:
+        pipeline = target() if callable(target) and not isinstance(target, Pipeline) else target
+    except (Exception, SystemExit) as exc:
+        raise InvalidInput(f"cannot load pipeline {spec!r}: building it raised {_described(exc)}") from None
     if not isinstance(pipeline, Pipeline):
         raise InvalidInput(f"{spec!r} is not a stagebus Pipeline")
     return pipeline
+
+
+def _described(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

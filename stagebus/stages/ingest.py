@@ -8,19 +8,32 @@ and parsed (a file changed after publishing cannot slip through between a check 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
+from typing import BinaryIO
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from stagebus.errors import PermanentStageError
 from stagebus.pipeline.context import StageContext
 from stagebus.pipeline.contract import stage
-from stagebus.stages.parsing import dialect_of, parse
+from stagebus.stages.parsing import MAX_LINE_BYTES, dialect_of, parse
 from stagebus.stages.records import IndexedRecord, RawMetadata, RawPayload
 
 _BLOCK = 1 << 20
 
 
-@stage("ingest", outputs={"raw": RawPayload, "metadata": RawMetadata, "records": IndexedRecord})
+class IngestConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A longer source line is a reject (with its line number), skipped without being held in memory.
+    max_line_bytes: int = Field(default=MAX_LINE_BYTES, ge=1)
+
+
+@stage("ingest", outputs={"raw": RawPayload, "metadata": RawMetadata, "records": IndexedRecord},
+       config=IngestConfig)
 def ingest(ctx: StageContext) -> None:
+    config: IngestConfig = ctx.config  # type: ignore[assignment]
     event = ctx.ingested
     dialect = dialect_of(event.uri, event.metadata)
     raw = ctx.output_path("raw")
@@ -35,7 +48,7 @@ def ingest(ctx: StageContext) -> None:
 
     parsed = rejected = 0
     with raw.open("rb") as fh:
-        for row in parse(fh, dialect):
+        for row in parse(fh, dialect, config.max_line_bytes):
             ctx.count_in()
             if row.record is None:
                 ctx.reject(row.raw, row.error or "malformed row", index=row.index)
@@ -50,10 +63,20 @@ def ingest(ctx: StageContext) -> None:
     ))
 
 
+def open_regular(source: Path) -> BinaryIO:
+    """Open a published source for reading; refuse anything but a regular file without blocking
+    (opening a FIFO would wait for a writer and hold a worker thread forever)."""
+    fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PermanentStageError(f"source {source} is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
 def copy_hashing(source: Path, target: Path) -> tuple[str, int]:
     """Copy ``source`` to ``target``; return the sha256 and size of the bytes copied."""
     digest, size = hashlib.sha256(), 0
-    with source.open("rb") as src, target.open("wb") as dst:
+    with open_regular(source) as src, target.open("wb") as dst:
         while block := src.read(_BLOCK):
             digest.update(block)
             dst.write(block)

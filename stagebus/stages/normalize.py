@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stagebus.pipeline.context import StageContext
 from stagebus.pipeline.contract import stage
+from stagebus.stages.parsing import nesting_exceeds, too_deep_error
 from stagebus.stages.records import IndexedRecord
 
 
@@ -130,6 +131,8 @@ def normalize(ctx: StageContext) -> None:
 
 
 def apply(steps: list[Callable[[dict[str, Any]], None]], record: dict[str, Any]) -> dict[str, Any]:
+    if nesting_exceeds(record):  # an upstream that did not bound nesting: re-encoding it would fail
+        raise RecordError(too_deep_error())
     out = dict(record)
     for step in steps:
         step(out)

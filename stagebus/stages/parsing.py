@@ -12,7 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -28,6 +28,13 @@ EXTENSIONS: dict[str, Format] = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl"
 # A quoted CSV field may span lines; past this many, an unclosed quote is taken to be broken
 # quoting rather than a very long field, so one stray quote cannot swallow the rest of a file.
 MAX_ROW_LINES = 1000
+# Nesting a record may have: far more than any real record needs, and well below where decoding
+# (RecursionError) or a later stage's re-encoding (pydantic's serialization depth) would fail.
+MAX_RECORD_DEPTH = 128
+# A source line longer than this is a reject; it is skipped in bounded reads, never held whole.
+MAX_LINE_BYTES = 16 << 20
+_SKIP_CHUNK = 1 << 20
+_PREVIEW = 200
 _JSON = msgspec.json.Decoder()
 
 
@@ -66,15 +73,38 @@ def dialect_of(uri: str, metadata: Mapping[str, str]) -> Dialect:
     return Dialect(fmt, delimiter, encoding)  # type: ignore[arg-type]
 
 
-def parse(fh: BinaryIO, dialect: Dialect) -> Iterator[Row]:
+def parse(fh: BinaryIO, dialect: Dialect, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Row]:
     if dialect.format == "jsonl":
-        return parse_jsonl(fh, dialect.encoding)
-    return parse_csv(fh, dialect.delimiter, dialect.encoding)
+        return parse_jsonl(fh, dialect.encoding, max_line_bytes)
+    return parse_csv(fh, dialect.delimiter, dialect.encoding, max_line_bytes)
 
 
-def _lines(fh: BinaryIO, encoding: str) -> Iterator[tuple[int, str | None, bytes]]:
+class _Overlong(bytes):
+    """The start of a line longer than the limit; the rest of it was skipped, never held in memory."""
+
+
+def _overlong_error(number: int, limit: int) -> str:
+    return f"line {number}: longer than {limit} bytes"
+
+
+def _read_lines(fh: BinaryIO, limit: int) -> Iterator[bytes]:
+    """Lines of at most ``limit`` bytes (the final ``\\n`` excluded), read in bounded pieces; a longer one
+    comes out as an :class:`_Overlong` preview."""
+    while raw := fh.readline(limit + 1):
+        if len(raw) <= limit or raw.endswith(b"\n"):
+            yield raw
+            continue
+        while (rest := fh.readline(_SKIP_CHUNK)) and not rest.endswith(b"\n"):
+            pass
+        yield _Overlong(raw[:_PREVIEW])
+
+
+def _lines(fh: BinaryIO, encoding: str, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, str | None, bytes]]:
     """(line number, decoded text or None when undecodable, raw bytes) without line endings."""
-    for number, raw in enumerate(fh, start=1):
+    for number, raw in enumerate(_read_lines(fh, limit), start=1):
+        if isinstance(raw, _Overlong):
+            yield number, None, raw
+            continue
         raw = raw.rstrip(b"\r\n")
         if number == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8):]
@@ -89,9 +119,11 @@ def _shown(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def parse_jsonl(fh: BinaryIO, encoding: str = "utf-8") -> Iterator[Row]:
-    for number, text, raw in _lines(fh, encoding):
-        if text is None:
+def parse_jsonl(fh: BinaryIO, encoding: str = "utf-8", max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Row]:
+    for number, text, raw in _lines(fh, encoding, max_line_bytes):
+        if isinstance(raw, _Overlong):
+            yield Row(number, None, _overlong_error(number, max_line_bytes), _shown(raw))
+        elif text is None:
             yield Row(number, None, f"line {number}: text is not valid {encoding}", _shown(raw))
         elif not text.strip():
             continue
@@ -101,11 +133,39 @@ def parse_jsonl(fh: BinaryIO, encoding: str = "utf-8") -> Iterator[Row]:
             except msgspec.DecodeError as exc:
                 yield Row(number, None, f"line {number}: invalid JSON: {exc}", text)
                 continue
-            if isinstance(value, dict):
+            except RecursionError:
+                value = None
+                deep: str | None = too_deep_error()
+            else:
+                deep = too_deep_error() if nesting_exceeds(value) else None
+            if deep is not None:
+                yield Row(number, None, f"line {number}: {deep}", text)
+            elif isinstance(value, dict):
                 yield Row(number, value)
             else:
                 yield Row(number, None, f"line {number}: a record must be a JSON object, not {_json_kind(value)}",
                           text)
+
+
+def too_deep_error() -> str:
+    return f"a record may nest at most {MAX_RECORD_DEPTH} levels deep"
+
+
+def nesting_exceeds(value: object, limit: int | None = None) -> bool:
+    """Whether ``value`` nests lists/dicts deeper than ``limit`` (default :data:`MAX_RECORD_DEPTH`).
+
+    Iterative, so a deep value cannot exhaust the stack while it is measured."""
+    limit = MAX_RECORD_DEPTH if limit is None else limit
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def _json_kind(value: object) -> str:
@@ -113,13 +173,18 @@ def _json_kind(value: object) -> str:
         type(value), "a number")
 
 
-def parse_csv(fh: BinaryIO, delimiter: str = ",", encoding: str = "utf-8") -> Iterator[Row]:
-    lines = _PushbackLines(_lines(fh, encoding))
-    header = _header(lines, delimiter, encoding)
+def parse_csv(fh: BinaryIO, delimiter: str = ",", encoding: str = "utf-8",
+              max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Row]:
+    lines = _PushbackLines(_lines(fh, encoding, max_line_bytes))
+    header = _header(lines, delimiter, encoding, max_line_bytes)
     if header is None:
         return
     for first, block in lines.rows(delimiter):
         number, text, raw = first
+        overlong = next((n for n, _, r in block or [first] if isinstance(r, _Overlong)), None)
+        if overlong is not None:
+            yield Row(number, None, _overlong_error(overlong, max_line_bytes), _shown(raw))
+            continue
         if block is None:
             shown = _shown(raw) if text is None else text
             yield Row(number, None, f"line {number}: broken quoting (a quoted field is never closed)", shown)
@@ -143,8 +208,10 @@ def parse_csv(fh: BinaryIO, delimiter: str = ",", encoding: str = "utf-8") -> It
             yield Row(number, dict(zip(header, fields, strict=True)))
 
 
-def _header(lines: _PushbackLines, delimiter: str, encoding: str) -> list[str] | None:
-    for number, text, _ in lines:
+def _header(lines: _PushbackLines, delimiter: str, encoding: str, max_line_bytes: int) -> list[str] | None:
+    for number, text, raw in lines:
+        if isinstance(raw, _Overlong):
+            raise PermanentStageError(f"CSV header (line {number}) is longer than {max_line_bytes} bytes")
         if text is None:
             raise PermanentStageError(f"CSV header (line {number}) is not valid {encoding}")
         if not text.strip():
@@ -156,7 +223,7 @@ def _header(lines: _PushbackLines, delimiter: str, encoding: str) -> list[str] |
         for position, name in enumerate(names, start=1):
             if not name:
                 raise PermanentStageError(f"CSV header (line {number}): column {position} has no name")
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
         if duplicates:
             raise PermanentStageError(f"CSV header (line {number}) repeats column(s) {', '.join(duplicates)}")
         return names
@@ -201,6 +268,9 @@ class _PushbackLines:
         an undecodable line still has a known extent.
         """
         for first in self:
+            if isinstance(first[2], _Overlong):  # its quotes are unknown: a row of its own
+                yield first, [first]
+                continue
             block, quotes = [first], first[2].count(b'"')
             if quotes % 2 and _split(first[1] or _shown(first[2]), delimiter)[1] is None:
                 yield first, block

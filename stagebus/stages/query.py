@@ -21,6 +21,9 @@ from stagebus.stages.index import searchable_text
 from stagebus.stages.serve import read_pointer
 
 SNIPPET_CHARS = 160
+# Every word is one more FTS5 phrase to intersect: bound what a user can ask for.
+MAX_QUERY_TERMS = 32
+MAX_QUERY_CHARS = 1000
 _WORD = re.compile(r"[^\W_]", re.UNICODE)  # a letter or digit: what the FTS tokenizer keeps
 _SPACES = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # FTS5 reads its query as a C string: NUL would end it
@@ -39,8 +42,15 @@ class Hit(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def match_expression(text: str) -> str | None:
-    """The FTS5 query for user text, or None when it has nothing searchable."""
+    """The FTS5 query for user text, or None when it has nothing searchable.
+
+    Raises :class:`InvalidInput` for more than :data:`MAX_QUERY_CHARS` characters or
+    :data:`MAX_QUERY_TERMS` words."""
+    if len(text) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"query is {len(text)} characters long; ask with at most {MAX_QUERY_CHARS} characters")
     words = [w for w in _CONTROL.sub(" ", text).split() if _WORD.search(w)]
+    if len(words) > MAX_QUERY_TERMS:
+        raise InvalidInput(f"query has {len(words)} words; ask with at most {MAX_QUERY_TERMS} words")
     if not words:
         return None
     return " ".join('"' + w.replace('"', '""') + '"' for w in words)
@@ -53,10 +63,10 @@ def search(artifact_root: Path, text: str, dataset: str | None = None, limit: in
     """
     if limit < 1:
         raise InvalidInput(f"limit must be at least 1, not {limit}")
+    expression = match_expression(text)
     pointer = read_pointer(Path(artifact_root))
     if pointer is None:
         raise InvalidInput(f"nothing is served under {artifact_root}: run the pipeline to publish an index")
-    expression = match_expression(text)
     if expression is None:
         return []
     sql = ("SELECT r.dataset, r.partition, r.record_index, bm25(records_fts), r.links_in, r.links_out, r.record "
