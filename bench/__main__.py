@@ -17,6 +17,7 @@ BENCHMARKS = {
     "peers": "bench.peers",
     "scaling": "bench.scaling",
     "stages": "bench.stages",
+    "verify": "bench.verify",
 }
 
 

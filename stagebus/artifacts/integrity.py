@@ -9,15 +9,17 @@ object is checked with :func:`check_object`.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from stagebus.errors import ArtifactCorrupted
 from stagebus.events import Artifact
 
 BLOCK = 1 << 20
+STREAM_BUFFER = 1 << 16  # measured: larger buffers make line iteration slower (bench/verify.py)
 
 
 def corrupted(artifact: Artifact, path: Path, problem: str) -> ArtifactCorrupted:
@@ -51,62 +53,88 @@ def verify_artifact(path: Path, artifact: Artifact) -> None:
         raise corrupted(artifact, path, problem)
 
 
+class _HashingFile(io.RawIOBase):
+    """The raw file under a buffered reader: hashes each block as the buffer is filled, so line
+    iteration stays in C and hashing costs one call per block. (Hashing on a helper thread was
+    measured too, bench/verify.py: no faster, as the blocks must be copied for it.)"""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._fh = path.open("rb", buffering=0)
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._fh.readinto(buffer) or 0
+        if n:
+            self._hash.update(memoryview(buffer)[:n])
+            self.size += n
+        return n
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
 class VerifiedReader:
     """A binary reader over an object that hashes what it reads; at end of file it raises
     :class:`ArtifactCorrupted` unless size and sha256 match the artifact. Bytes are handed out
     before the end is reached, so a consumer must not commit anything until it has read to EOF
-    (a stage task only publishes after its body returns, so a mismatch leaves no manifest)."""
+    (a stage task only publishes after its body returns, so a mismatch leaves no manifest).
+
+    Iterate :attr:`stream` for lines at full speed, then call :meth:`finish`; or use
+    :meth:`read` / :meth:`lines`, which check by themselves at the end.
+    """
 
     def __init__(self, path: Path, artifact: Artifact) -> None:
         self.path = path
         self.artifact = artifact
         try:
-            self._fh: IO[bytes] = path.open("rb")
+            self._raw = _HashingFile(path)
         except FileNotFoundError:
             raise corrupted(artifact, path, "missing") from None
         except IsADirectoryError:
             raise corrupted(artifact, path, "not a regular file") from None
-        self._hash = hashlib.sha256()
-        self._size = 0
+        self.stream: IO[bytes] = io.BufferedReader(self._raw, buffer_size=STREAM_BUFFER)
         self._checked = False
 
     def read(self, n: int = BLOCK) -> bytes:
-        block = self._fh.read(n)
-        if block:
-            self._hash.update(block)
-            self._size += len(block)
-        elif n != 0:
-            self._check()
+        block = self.stream.read(n)
+        if not block and n != 0:
+            self.finish()
         return block
 
     def lines(self) -> Iterator[bytes]:
-        """Every line (with its newline), read in blocks so hashing costs one call per block."""
-        rest = b""
-        while block := self.read(BLOCK):
-            lines = (rest + block).split(b"\n")
-            rest = lines.pop()
-            for line in lines:
-                yield line + b"\n"
-        if rest:
-            yield rest
+        """Every line (with its newline, if it has one), then the check."""
+        yield from self.stream
+        self.finish()
 
     def drain(self) -> None:
         """Read to the end, so the check runs (raises when the object is corrupted)."""
         while self.read(BLOCK):
             pass
 
-    def _check(self) -> None:
+    def finish(self) -> None:
+        """At end of file: raise :class:`ArtifactCorrupted` unless what was read is the artifact."""
         if self._checked:
             return
         self._checked = True
-        if self._size != self.artifact.bytes:
-            raise corrupted(self.artifact, self.path, f"expected {self.artifact.bytes} bytes, read {self._size}")
-        if self._hash.hexdigest() != self.artifact.sha256:
-            raise corrupted(self.artifact, self.path,
-                            f"expected sha256 {self.artifact.sha256}, actual {self._hash.hexdigest()}")
+        if self.stream.read(1):
+            raise corrupted(self.artifact, self.path, "finish() called before the end of the file")
+        if self._raw.size != self.artifact.bytes:
+            raise corrupted(self.artifact, self.path, f"expected {self.artifact.bytes} bytes, read {self._raw.size}")
+        actual = self._raw.hexdigest()
+        if actual != self.artifact.sha256:
+            raise corrupted(self.artifact, self.path, f"expected sha256 {self.artifact.sha256}, actual {actual}")
 
     def close(self) -> None:
-        self._fh.close()
+        self.stream.close()
 
     def __enter__(self) -> VerifiedReader:
         return self

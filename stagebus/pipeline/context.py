@@ -111,7 +111,7 @@ class StageContext:
         and a mismatch raises :class:`~stagebus.errors.ArtifactCorrupted` (the task then fails
         without a manifest). A stage that stops reading early has read an unverified prefix."""
         with self.open(stage, output, partition) as reader:
-            for line in reader.lines():
+            for line in reader.stream:
                 self.records_in += 1
                 try:
                     record = _LINES.decode(line)
@@ -119,6 +119,7 @@ class StageContext:
                     reader.drain()  # a tampered object reports as such, not as a bad line
                     raise
                 yield record
+            reader.finish()
 
     def count_in(self, n: int = 1) -> None:
         self.records_in += n
