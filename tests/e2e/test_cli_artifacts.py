@@ -85,3 +85,31 @@ def test_verify_of_an_unknown_run_is_a_usage_error(tmp_path: Path) -> None:
     ok(tmp_path / "home", "publish", "--dataset", "d", "--partition", "p", "--file", str(tmp_path / "t.csv"))
     done = cli(tmp_path / "home", "artifacts", "verify", "--run", "nope")
     assert done.returncode == 2 and "no run 'nope'" in done.stderr
+
+
+def test_resume_over_a_tampered_upstream_executes_it_again_and_repairs_it(tmp_path: Path) -> None:
+    # Given a completed run whose normalize output is then edited (still valid JSON)
+    home = tmp_path / "home"
+    (tmp_path / "t.csv").write_text("a,b\n1,first\n2,second\n")
+    ok(home, "publish", "--dataset", "d", "--partition", "p", "--file", str(tmp_path / "t.csv"), "--seal")
+    ok(home, "run")
+    run_id = _run_id(home)
+    (manifest,) = json.loads(ok(home, "manifest", "show", run_id, "--stage", "normalize", "--format", "json"))
+    (records,) = [a for a in manifest["artifacts"] if a["name"] == "records"]
+    obj = home / "artifacts" / records["path"]
+    intact = obj.read_bytes()
+    assert b"first" in intact
+    obj.write_bytes(intact.replace(b"first", b"forst"))
+    # When the run is resumed from extract, whose upstream normalize would be reused from the parent
+    ok(home, "run", "--run-id", run_id, "--resume-from", "extract")
+    ok(home, "run")
+    # Then the first stage whose reuse would have handed on the damaged object executed again
+    # (ingest: normalize's records are byte-identical to ingest's, one shared object), which put
+    # the right bytes back; normalize then reused the repaired object
+    (new_run,) = [p.name for p in (home / "artifacts" / "runs").iterdir() if p.name != run_id]
+    status = {m["stage"]: m["status"] for m in json.loads(ok(home, "manifest", "show", new_run, "--format", "json"))}
+    assert status["ingest"] == "complete" and status["normalize"] == "reused" and status["extract"] == "complete"
+    assert obj.read_bytes() == intact
+    # And the new run's search results come from the intact records
+    assert "first" in ok(home, "query", "first")
+    assert json.loads(ok(home, "artifacts", "verify", "--format", "json"))["ok"]

@@ -16,6 +16,7 @@ from stagebus.artifacts.integrity import VerifiedReader
 from stagebus.artifacts.local import ArtifactStore
 from stagebus.errors import ArtifactCorrupted
 from stagebus.events import Artifact, ManifestWritten, StageFailed
+from stagebus.pipeline.context import StageContext
 from stagebus.store import MemoryEventStore
 from support import toy
 from support.reference import LogLookups
@@ -166,3 +167,17 @@ def test_audit_reports_tampered_objects_and_lost_views(store: MemoryEventStore, 
     assert view.exists() and json.loads(view.read_text())["stage"] == "double"
     assert [f.kind for f in report.findings if not f.repaired] == ["object"]
     assert [f.kind for f in audit(ex.artifacts, records).findings] == ["object"]
+
+
+def test_artifact_path_checks_the_object_before_handing_it_out(store: MemoryEventStore, tmp_path: Path) -> None:
+    # Given a stage context over load's tampered output (a stage that opens the path itself)
+    ex, ref, numbers = loaded(store, tmp_path)
+    ctx = StageContext(contract=toy.double.contract, config=toy.DoubleConfig(), run_id="r1", partition=ref,
+                       attempt=1, artifacts=ex.artifacts, upstream={("load", ref): manifests(store)[0].manifest},
+                       ingested={}, partitions=(ref,))
+    assert ctx.artifact_path("load", "numbers") == ex.artifacts.path(numbers)
+    tamper(ex.artifacts.path(numbers), at=len('{"n":'))
+    # When it asks for the path, Then it is refused before anything reads it
+    with pytest.raises(ArtifactCorrupted, match="expected sha256"):
+        ctx.artifact_path("load", "numbers")
+    ctx.discard()

@@ -75,3 +75,19 @@ def test_serve_refuses_a_tampered_index_object(tmp_path: Path) -> None:
         run.execute("serve")
     assert read_pointer(root) is None
     assert list((root / "served" / "snapshots").glob("*")) == []
+
+
+def test_serving_again_repairs_a_tampered_snapshot(tmp_path: Path) -> None:
+    # Given a served snapshot that was edited
+    root = tmp_path / "art"
+    run = run_until(root, tmp_path, "serve")
+    pointer = read_pointer(root)
+    assert pointer is not None
+    replace_bytes(root / pointer.snapshot, b"Moss, stones", b"Mass, stones")
+    # When the index is served again (serve is never reused)
+    again = ReferenceRun(root, store=run.store, run_id="run-2", reuse=True).open()
+    again.publish("books", "all", tmp_path / "books.jsonl")
+    again.run_all()
+    # Then the snapshot holds the index's bytes again and query reads it
+    assert (root / pointer.snapshot).read_bytes() == run.artifact_path("index", "index").read_bytes()
+    assert query.search(root, "stones")[0].record["blurb"] == "Moss, stones and water."
