@@ -22,9 +22,10 @@ BLOCK = 1 << 20
 STREAM_BUFFER = 1 << 16  # measured: larger buffers make line iteration slower (bench/verify.py)
 
 
-def corrupted(artifact: Artifact, path: Path, problem: str) -> ArtifactCorrupted:
+def corrupted(artifact: Artifact, path: Path, problem: str, origin: str = "") -> ArtifactCorrupted:
+    producer = f" ({origin})" if origin else ""
     return ArtifactCorrupted(f"artifact {artifact.name!r} at {path} is corrupted: {problem}; "
-                             f"run the stage that produced it again")
+                             f"run the stage that produced it again{producer}")
 
 
 def check_object(path: Path, sha256: str, size: int) -> str | None:
@@ -46,11 +47,11 @@ def check_object(path: Path, sha256: str, size: int) -> str | None:
     return None
 
 
-def verify_artifact(path: Path, artifact: Artifact) -> None:
+def verify_artifact(path: Path, artifact: Artifact, *, origin: str = "") -> None:
     """Raise :class:`ArtifactCorrupted` unless the object at ``path`` is ``artifact``'s content."""
     problem = check_object(path, artifact.sha256, artifact.bytes)
     if problem is not None:
-        raise corrupted(artifact, path, problem)
+        raise corrupted(artifact, path, problem, origin)
 
 
 class _HashingFile(io.RawIOBase):
@@ -92,15 +93,16 @@ class VerifiedReader:
     :meth:`read` / :meth:`lines`, which check by themselves at the end.
     """
 
-    def __init__(self, path: Path, artifact: Artifact) -> None:
+    def __init__(self, path: Path, artifact: Artifact, *, origin: str = "") -> None:
         self.path = path
         self.artifact = artifact
+        self.origin = origin
         try:
             self._raw = _HashingFile(path)
         except FileNotFoundError:
-            raise corrupted(artifact, path, "missing") from None
+            raise corrupted(artifact, path, "missing", origin) from None
         except IsADirectoryError:
-            raise corrupted(artifact, path, "not a regular file") from None
+            raise corrupted(artifact, path, "not a regular file", origin) from None
         self.stream: IO[bytes] = io.BufferedReader(self._raw, buffer_size=STREAM_BUFFER)
         self._checked = False
 
@@ -125,13 +127,15 @@ class VerifiedReader:
         if self._checked:
             return
         self._checked = True
+        problem = None
         if self.stream.read(1):
-            raise corrupted(self.artifact, self.path, "finish() called before the end of the file")
-        if self._raw.size != self.artifact.bytes:
-            raise corrupted(self.artifact, self.path, f"expected {self.artifact.bytes} bytes, read {self._raw.size}")
-        actual = self._raw.hexdigest()
-        if actual != self.artifact.sha256:
-            raise corrupted(self.artifact, self.path, f"expected sha256 {self.artifact.sha256}, actual {actual}")
+            problem = "finish() called before the end of the file"
+        elif self._raw.size != self.artifact.bytes:
+            problem = f"expected {self.artifact.bytes} bytes, read {self._raw.size}"
+        elif (actual := self._raw.hexdigest()) != self.artifact.sha256:
+            problem = f"expected sha256 {self.artifact.sha256}, actual {actual}"
+        if problem is not None:
+            raise corrupted(self.artifact, self.path, problem, self.origin)
 
     def close(self) -> None:
         self.stream.close()

@@ -81,28 +81,31 @@ class StageContext:
         return Path(unquote(parsed.path))
 
     def upstream_artifact(self, stage: str, output: str, partition: str | None = None) -> Artifact:
+        return self._upstream_output(stage, output, partition)[1]
+
+    def _upstream_output(self, stage: str, output: str, partition: str | None) -> tuple[Manifest, Artifact]:
         key = (stage, partition or (self.partition if (stage, self.partition) in self._upstream else RUN_SCOPE))
         manifest = self._upstream.get(key)
         if manifest is None:
             raise ContractError(f"stage {self.stage!r} has no upstream manifest for {key}")
         for artifact in manifest.artifacts:
             if artifact.name == output:
-                return artifact
+                return manifest, artifact
         raise ContractError(f"upstream stage {stage!r} declared no output {output!r}")
 
     def artifact_path(self, stage: str, output: str, partition: str | None = None) -> Path:
         """The path of an upstream object, checked in full (size and sha256) before it is returned,
         for consumers that must open it themselves (SQLite). Streaming readers use :meth:`open`."""
-        artifact = self.upstream_artifact(stage, output, partition)
+        manifest, artifact = self._upstream_output(stage, output, partition)
         path = self._artifacts.path(artifact)
-        verify_artifact(path, artifact)
+        verify_artifact(path, artifact, origin=_origin(manifest))
         return path
 
     def open(self, stage: str, output: str, partition: str | None = None) -> VerifiedReader:
         """A binary reader of an upstream object that verifies its sha256 as it is read: reading
         to the end raises :class:`~stagebus.errors.ArtifactCorrupted` on a mismatch."""
-        artifact = self.upstream_artifact(stage, output, partition)
-        return VerifiedReader(self._artifacts.path(artifact), artifact)
+        manifest, artifact = self._upstream_output(stage, output, partition)
+        return VerifiedReader(self._artifacts.path(artifact), artifact, origin=_origin(manifest))
 
     def read(self, stage: str, output: str, partition: str | None = None) -> Iterator[dict[str, Any]]:
         """Records of an upstream output, in order; counted as this task's records in.
@@ -201,3 +204,9 @@ class StageContext:
     def discard(self) -> None:
         for pending in self._pending.values():
             pending.discard()
+
+
+def _origin(manifest: Manifest) -> str:
+    """Which task produced an upstream object, for an integrity error's advice."""
+    source = manifest.reused_from or manifest.run_id
+    return f"stage {manifest.stage!r}, partition {manifest.partition!r} of run {source}"

@@ -64,6 +64,7 @@ def test_reading_a_tampered_upstream_fails_the_task_without_a_manifest(store: Me
     message = str(caught.value)
     actual = hashlib.sha256(ex.artifacts.path(numbers).read_bytes()).hexdigest()
     assert "'numbers'" in message and numbers.path in message and numbers.sha256 in message and actual in message
+    assert "stage 'load'" in message and "run r1" in message
     (failed,) = [e for e in (r.event() for r in store.read()) if isinstance(e, StageFailed)]
     assert failed.final and failed.error_type == "ArtifactCorrupted"
     assert [m.stage for m in manifests(store)] == ["load"]
