@@ -182,3 +182,17 @@ def test_artifact_path_checks_the_object_before_handing_it_out(store: MemoryEven
     with pytest.raises(ArtifactCorrupted, match="expected sha256"):
         ctx.artifact_path("load", "numbers")
     ctx.discard()
+
+
+def test_audit_rebuilds_an_edited_view_from_the_manifest(store: MemoryEventStore, tmp_path: Path) -> None:
+    # Given a manifest.json view edited by hand
+    ex, ref, _ = loaded(store, tmp_path)
+    view = ex.artifacts.manifest_path("r1", "load", ref)
+    original = view.read_bytes()
+    view.write_bytes(original.replace(b'"status":"complete"', b'"status":"reused"'))
+    records = [m.manifest for m in manifests(store)]
+    # When audited, Then it differs from the event; with repair it is the event's bytes again
+    (finding,) = audit(ex.artifacts, records).findings
+    assert finding.kind == "view" and finding.problem == "differs from the ManifestWritten event"
+    assert audit(ex.artifacts, records, repair=True).ok and view.read_bytes() == original
+    assert audit(ex.artifacts, records).findings == []
