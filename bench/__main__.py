@@ -18,6 +18,7 @@ BENCHMARKS = {
     "scaling": "bench.scaling",
     "stages": "bench.stages",
     "durability": "bench.durability",
+    "verify": "bench.verify",
 }
 
 

@@ -51,3 +51,8 @@ class PipelineError(InvalidInput):
 
 class PermanentStageError(StagebusError):
     """A stage says retrying cannot help (the input itself is bad). Fails the task at once."""
+
+
+class ArtifactCorrupted(PermanentStageError):
+    """Integrity error: an artifact's object is missing or its bytes do not match the sha256 its
+    manifest recorded. Retrying the reader cannot help: the producing stage must run again."""

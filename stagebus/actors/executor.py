@@ -109,7 +109,7 @@ class Executor:
         cfg_hash = pipeline.config_hash(task.stage)
 
         source = self._reusable(task, pipeline, verdict, in_hash, cfg_hash)
-        if source is not None:
+        if source is not None and self._intact(task, source):
             return self._append_reused(task, pipeline, source)
 
         worker = worker_id()
@@ -225,3 +225,14 @@ class Executor:
     def _materialize(self, event: object) -> None:
         if isinstance(event, ManifestWritten):
             self.artifacts.materialize(event.manifest)
+
+    def _intact(self, task: TaskRef, source: Manifest) -> bool:
+        """Whether every object of a manifest to reuse is there with its recorded size and sha256.
+        If not, the task runs again, and publishing its outputs repairs the damaged objects."""
+        for artifact in source.artifacts:
+            problem = self.artifacts.problem(artifact)
+            if problem is not None:
+                self.telemetry.emit("reuse-refused", task=str(task), source_run=source.run_id,
+                                    artifact=artifact.name, path=artifact.path, reason=problem)
+                return False
+        return True

@@ -11,12 +11,15 @@ Names in those paths are encoded by :func:`stagebus.artifacts.names.task_dir` (i
 tasks share a directory; ``_run`` stands for a run-level task's dataset and partition).
 
 A writer fsyncs its temp file, then hard-links it to its final name: ``link`` fails rather than
-overwrite, so a second writer of the same content is a no-op and nobody can replace content.
+overwrite, so a second writer of the same content is a no-op. An existing object is checked
+first: one whose bytes no longer match its name (tampered, bit rot) is replaced by the verified
+temp file, so a correct recomputation repairs it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import time
@@ -27,10 +30,12 @@ from typing import IO, NamedTuple
 
 import msgspec
 
+from stagebus.artifacts.integrity import check_object
 from stagebus.artifacts.names import task_dir
 from stagebus.events import Artifact, Manifest
 from stagebus.store.files import fsync_dir
 
+_log = logging.getLogger("stagebus.artifacts")
 HOST = socket.gethostname()
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _MANIFEST_JSON = msgspec.json.Encoder(order="deterministic")
@@ -42,6 +47,11 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def manifest_json(manifest: Manifest) -> bytes:
+    """The bytes of a browsable ``manifest.json`` view of ``manifest``."""
+    return _MANIFEST_JSON.encode(manifest)
 
 
 class PendingFile:
@@ -80,17 +90,29 @@ class PendingFile:
             digest = EMPTY_SHA256  # an output with no records is still an artifact
         rel = self._store.object_path(digest)
         final = self._store.root / rel
+        if not self.path.exists():
+            self.path.touch()
         if not final.exists():
             final.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():
-                self.path.touch()
             try:
                 os.link(self.path, final)
                 fsync_dir(final.parent)
             except FileExistsError:
-                pass  # same content published by someone else meanwhile: nothing to do
+                self._repair(final, digest)  # published by someone else meanwhile: check theirs
+        else:
+            self._repair(final, digest)
         self.path.unlink(missing_ok=True)
         return Artifact(name=self.name, path=rel, sha256=digest, bytes=self.bytes, records=self.records)
+
+    def _repair(self, final: Path, digest: str) -> None:
+        """The object exists already: keep it if it is this content, else replace it atomically by
+        our verified temp file (a content-addressed name may only ever hold content matching it)."""
+        problem = check_object(final, digest, self.bytes)
+        if problem is None:
+            return
+        os.replace(self.path, final)
+        fsync_dir(final.parent)
+        _log.warning("repaired object %s (%s) with freshly published content", final, problem)
 
     def discard(self) -> None:
         if self._fh is not None:
@@ -100,10 +122,11 @@ class PendingFile:
 
 
 class ArtifactStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, create: bool = True) -> None:
         self.root = Path(root)
         self.tmp_dir = self.root / "objects" / ".tmp"
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        if create:  # a read-only reader (``artifacts verify``) changes no file
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
     @staticmethod
     def object_path(sha256: str) -> str:
@@ -116,8 +139,11 @@ class ArtifactStore:
         return self.root / artifact.path
 
     def verify(self, artifact: Artifact) -> bool:
-        path = self.path(artifact)
-        return path.is_file() and sha256_file(path) == artifact.sha256
+        return self.problem(artifact) is None
+
+    def problem(self, artifact: Artifact) -> str | None:
+        """What is wrong with ``artifact``'s object (missing, size, sha256), or None if it is intact."""
+        return check_object(self.path(artifact), artifact.sha256, artifact.bytes)
 
     def manifest_path(self, run_id: str, stage: str, partition: str) -> Path:
         return self.root / "runs" / task_dir(run_id, stage, partition) / "manifest.json"
@@ -129,7 +155,7 @@ class ArtifactStore:
         """Write the browsable ``manifest.json`` from the event, atomically. Idempotent."""
         target = self.manifest_path(manifest.run_id, manifest.stage, manifest.partition)
         target.parent.mkdir(parents=True, exist_ok=True)
-        data = _MANIFEST_JSON.encode(manifest)
+        data = manifest_json(manifest)
         if target.exists() and target.read_bytes() == data:
             return target
         # No fsync: manifest.json is a view of the ManifestWritten event, not a record. A copy

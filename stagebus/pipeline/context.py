@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlparse
 import msgspec
 from pydantic import BaseModel, ValidationError
 
+from stagebus.artifacts.integrity import VerifiedReader, verify_artifact
 from stagebus.artifacts.local import ArtifactStore, PendingFile
 from stagebus.errors import ContractError, InvalidInput
 from stagebus.events import RUN_SCOPE, Artifact, Manifest, PartitionIngested, StageMetrics
@@ -80,6 +81,9 @@ class StageContext:
         return Path(unquote(parsed.path))
 
     def upstream_artifact(self, stage: str, output: str, partition: str | None = None) -> Artifact:
+        return self._upstream_output(stage, output, partition)[1]
+
+    def _upstream_output(self, stage: str, output: str, partition: str | None) -> tuple[Manifest, Artifact]:
         if not self.contract.reads_output(stage, output):
             raise ContractError(f"stage {self.stage!r} reads {stage}.{output}, which its contract does not declare")
         key = (stage, partition or (self.partition if (stage, self.partition) in self._upstream else RUN_SCOPE))
@@ -88,18 +92,39 @@ class StageContext:
             raise ContractError(f"stage {self.stage!r} has no upstream manifest for {key}")
         for artifact in manifest.artifacts:
             if artifact.name == output:
-                return artifact
+                return manifest, artifact
         raise ContractError(f"upstream stage {stage!r} declared no output {output!r}")
 
     def artifact_path(self, stage: str, output: str, partition: str | None = None) -> Path:
-        return self._artifacts.path(self.upstream_artifact(stage, output, partition))
+        """The path of an upstream object, checked in full (size and sha256) before it is returned,
+        for consumers that must open it themselves (SQLite). Streaming readers use :meth:`open`."""
+        manifest, artifact = self._upstream_output(stage, output, partition)
+        path = self._artifacts.path(artifact)
+        verify_artifact(path, artifact, origin=_origin(manifest))
+        return path
+
+    def open(self, stage: str, output: str, partition: str | None = None) -> VerifiedReader:
+        """A binary reader of an upstream object that verifies its sha256 as it is read: reading
+        to the end raises :class:`~stagebus.errors.ArtifactCorrupted` on a mismatch."""
+        manifest, artifact = self._upstream_output(stage, output, partition)
+        return VerifiedReader(self._artifacts.path(artifact), artifact, origin=_origin(manifest))
 
     def read(self, stage: str, output: str, partition: str | None = None) -> Iterator[dict[str, Any]]:
-        """Records of an upstream output, in order; counted as this task's records in."""
-        with self.artifact_path(stage, output, partition).open("rb") as fh:
-            for line in fh:
+        """Records of an upstream output, in order; counted as this task's records in.
+
+        Verified while read: the last record is followed by a check of the whole object's sha256,
+        and a mismatch raises :class:`~stagebus.errors.ArtifactCorrupted` (the task then fails
+        without a manifest). A stage that stops reading early has read an unverified prefix."""
+        with self.open(stage, output, partition) as reader:
+            for line in reader.stream:
                 self.records_in += 1
-                yield _LINES.decode(line)
+                try:
+                    record = _LINES.decode(line)
+                except msgspec.DecodeError:
+                    reader.drain()  # a tampered object reports as such, not as a bad line
+                    raise
+                yield record
+            reader.finish()
 
     def count_in(self, n: int = 1) -> None:
         self.records_in += n
@@ -181,3 +206,9 @@ class StageContext:
     def discard(self) -> None:
         for pending in self._pending.values():
             pending.discard()
+
+
+def _origin(manifest: Manifest) -> str:
+    """Which task produced an upstream object, for an integrity error's advice."""
+    source = manifest.reused_from or manifest.run_id
+    return f"stage {manifest.stage!r}, partition {manifest.partition!r} of run {source}"

@@ -16,7 +16,8 @@ from typing import Any
 
 import msgspec
 
-from stagebus.errors import InvalidInput
+from stagebus.artifacts.integrity import check_object
+from stagebus.errors import ArtifactCorrupted, InvalidInput
 from stagebus.stages.index import searchable_text
 from stagebus.stages.serve import read_pointer
 
@@ -77,16 +78,38 @@ def search(artifact_root: Path, text: str, dataset: str | None = None, limit: in
         params.append(dataset)
     sql += " ORDER BY bm25(records_fts), r.id LIMIT ?"
     params.append(limit)
-    with closing(_connect(Path(artifact_root) / pointer.snapshot)) as conn:
+    with closing(_connect(Path(artifact_root) / pointer.snapshot, pointer.sha256)) as conn:
         rows = conn.execute(sql, params).fetchall()
     return [_hit(row, text) for row in rows]
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """A read-only connection to an immutable snapshot (no locks, no journal files)."""
+def _connect(path: Path, sha256: str) -> sqlite3.Connection:
+    """A read-only connection to an immutable snapshot (no locks, no journal files), verified first."""
     if not path.is_file():
         raise InvalidInput(f"the served snapshot {path} is missing: publish again with the serve stage")
+    verify_snapshot(path, sha256)
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+
+
+def verify_snapshot(path: Path, sha256: str) -> None:
+    """Raise :class:`ArtifactCorrupted` unless the snapshot's bytes hash to ``sha256``.
+
+    A snapshot verified once is not hashed again while its inode, size, mtime and ctime stay the
+    same: any write changes ctime, which no user can set back, so a long-lived reader hashes each
+    snapshot once and still notices an edit.
+    """
+    st = path.stat()
+    stamp = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, sha256)
+    if stamp in _VERIFIED:
+        return
+    problem = check_object(path, sha256, st.st_size)
+    if problem is not None:
+        raise ArtifactCorrupted(f"the served snapshot {path} is corrupted: {problem}; "
+                                f"serve the index again (stagebus run with --resume-from serve)")
+    _VERIFIED.add(stamp)
+
+
+_VERIFIED: set[tuple[object, ...]] = set()
 
 
 def _hit(row: tuple[Any, ...], text: str) -> Hit:

@@ -2,25 +2,27 @@
 
 Layout under the artifact root::
 
-    served/snapshots/<sha256>.db   immutable snapshots (hard links to the index artifact)
+    served/snapshots/<sha256>.db   immutable snapshots (verified copies of the index artifact)
     served/CURRENT                 JSON pointer to the snapshot readers should open
 
 The pointer is replaced atomically (temp file, fsync, ``os.replace``, fsync of the directory):
 a reader sees the old snapshot or the new one, never a half-published index. Snapshots are
 never modified and stay until an explicit gc, so a reader holding an old pointer keeps working.
-Publishing is idempotent, so a retried or duplicated serve task does no harm.
+Publishing is idempotent, so a retried or duplicated serve task does no harm. Snapshots are
+copies (twice the index's disk space) so that the object and the served file cannot be changed
+together; ``query`` checks a snapshot's sha256 against the pointer before it opens it.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 import uuid
 from pathlib import Path
 
 import msgspec
 
+from stagebus.artifacts.integrity import BLOCK, VerifiedReader, check_object
 from stagebus.pipeline.context import StageContext
 from stagebus.pipeline.contract import stage
 from stagebus.stages.records import Snapshot
@@ -47,30 +49,38 @@ class Pointer(msgspec.Struct, frozen=True, kw_only=True):
 def serve(ctx: StageContext) -> None:
     artifact = ctx.upstream_artifact("index", "index")
     (summary,) = list(ctx.read("index", "summary"))
-    snapshot = publish_snapshot(ctx.artifact_root, ctx.artifact_path("index", "index"), artifact.sha256)
+    with ctx.open("index", "index") as index_object:
+        snapshot = publish_snapshot(ctx.artifact_root, index_object, artifact.sha256, artifact.bytes)
     switch_pointer(ctx.artifact_root, Pointer(snapshot=snapshot, sha256=artifact.sha256,
                                               records=summary["records"], run_id=ctx.run_id))
     ctx.emit("snapshot", Snapshot(path=snapshot, sha256=artifact.sha256, bytes=artifact.bytes,
                                   records=summary["records"]))
 
 
-def publish_snapshot(root: Path, index_file: Path, sha256: str) -> str:
-    """Place the index at ``served/snapshots/<sha256>.db``; return that path relative to ``root``."""
+def publish_snapshot(root: Path, index: VerifiedReader, sha256: str, size: int) -> str:
+    """Copy the index to ``served/snapshots/<sha256>.db``; return that path relative to ``root``.
+
+    A copy, never a hard link: editing the index object must not edit what readers are served.
+    The copy is verified as it is made (``index`` raises at its end on a mismatch) and an existing
+    snapshot of that name whose bytes no longer match is replaced.
+    """
     directory = root / SERVED_DIR / SNAPSHOTS_DIR
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{sha256}.db"
-    if not final.exists():
-        tmp = directory / f".{sha256}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-        try:
-            os.link(index_file, tmp)
-        except OSError:
-            shutil.copyfile(index_file, tmp)  # another filesystem, or no hard links there
-            with tmp.open("rb") as fh:
-                os.fsync(fh.fileno())
+    if final.exists() and check_object(final, sha256, size) is None:
+        return final.relative_to(root).as_posix()
+    tmp = directory / f".{sha256}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+    try:
+        with tmp.open("wb") as out:
+            while block := index.read(BLOCK):
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
         # Same name means same content, so a concurrent publisher winning the rename is harmless.
         os.replace(tmp, final)
-        tmp.unlink(missing_ok=True)  # rename is a no-op when both names are links to one file
-        fsync_dir(directory)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(directory)
     return final.relative_to(root).as_posix()
 
 

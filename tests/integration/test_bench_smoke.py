@@ -11,7 +11,7 @@ import importlib
 import json
 from pathlib import Path
 
-from bench import eventsourcing_cmp, history, noop_run, scaling, stages
+from bench import eventsourcing_cmp, history, noop_run, scaling, stages, verify
 from bench.__main__ import BENCHMARKS
 from bench.results import run_all
 from bench.store import workload
@@ -110,3 +110,12 @@ def test_no_benchmark_name_runs_every_benchmark(monkeypatch) -> None:  # type: i
     assert entry.main([]) == 0 and entry.main(["all", "--quick"]) == 0
     # Then both run every registered benchmark
     assert chosen == [list(BENCHMARKS), list(BENCHMARKS)]
+
+
+def test_verify_bench_reads_verified_and_unverified_at_a_tiny_size(tmp_path: Path) -> None:
+    # Given a 500-record upstream output / When both reads are timed once
+    args = argparse.Namespace(quick=True, records=500, repeats=1, json=tmp_path / "verify.json")
+    figures = verify.run(args)
+    # Then both read every record and the figures are written
+    assert figures["records"] == 500 and figures["ratio_verified_to_unverified"] > 0
+    assert json.loads((tmp_path / "verify.json").read_text())["bytes"] == figures["bytes"]

@@ -1,0 +1,115 @@
+"""``stagebus artifacts verify``: tampered objects and lost views are reported; views are repaired."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+STAGEBUS = [str(Path(sys.executable).parent / "stagebus")]
+
+
+def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAGEBUS_")}
+    return subprocess.run([*STAGEBUS, "--home", str(home), *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def ok(home: Path, *args: str) -> str:
+    done = cli(home, *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def tamper(path: Path) -> None:
+    with path.open("r+b") as fh:
+        byte = fh.read(1)
+        fh.seek(0)
+        fh.write(b"#" if byte != b"#" else b"$")
+
+
+def _run_id(home: Path) -> str:
+    runs = sorted((home / "artifacts" / "runs").iterdir())
+    assert len(runs) == 1
+    return runs[0].name
+
+
+def ingest_raw(home: Path, run_id: str) -> Path:
+    (manifest,) = json.loads(ok(home, "manifest", "show", run_id, "--stage", "ingest", "--format", "json"))
+    (raw,) = [a for a in manifest["artifacts"] if a["name"] == "raw"]
+    return home / "artifacts" / raw["path"]
+
+
+def test_verify_reports_tampered_objects_and_lost_views_and_exits_1(tmp_path: Path) -> None:
+    # Given a completed run: verify says it is intact
+    home = tmp_path / "home"
+    (tmp_path / "t.csv").write_text("a,b\n1,first\n2,second\n")
+    ok(home, "publish", "--dataset", "d", "--partition", "p", "--file", str(tmp_path / "t.csv"), "--seal")
+    ok(home, "run")
+    run_id = _run_id(home)
+    clean = json.loads(ok(home, "artifacts", "verify", "--format", "json"))
+    assert clean["ok"] and clean["findings"] == [] and clean["objects"] > 0 and clean["views"] == 6
+    # When ingest's raw object is edited and normalize's manifest.json deleted
+    raw = ingest_raw(home, run_id)
+    tamper(raw)
+    (view,) = (home / "artifacts" / "runs").rglob("normalize/**/manifest.json")
+    view.unlink()
+    # Then verify lists both, with the stage to run again, exits 1 and changes nothing
+    done = cli(home, "artifacts", "verify", "--run", run_id, "--format", "json")
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    found = {(f["kind"], f["stage"]): f for f in report["findings"]}
+    assert set(found) == {("object", "ingest"), ("view", "normalize")}
+    assert found[("object", "ingest")]["path"] == raw.relative_to(home / "artifacts").as_posix()
+    assert "expected sha256" in found[("object", "ingest")]["problem"]
+    assert f"--run-id {run_id} --resume-from ingest" in found[("object", "ingest")]["advice"]
+    assert found[("view", "normalize")]["problem"] == "missing" and not view.exists()
+    table = cli(home, "artifacts", "verify")
+    assert table.returncode == 1 and "ingest" in table.stdout and "missing" in table.stdout
+    # When repaired, Then the view is rebuilt from the log; the object is still reported
+    repaired = cli(home, "artifacts", "verify", "--repair", "--format", "json")
+    assert repaired.returncode == 1
+    assert view.exists() and json.loads(view.read_text())["stage"] == "normalize"
+    left = [(f["kind"], f["repaired"]) for f in json.loads(repaired.stdout)["findings"]]
+    assert sorted(left) == [("object", False), ("view", True)]
+    # When the advice is followed, Then the recomputation repairs the object and verify is clean
+    ok(home, "run", "--run-id", run_id, "--resume-from", "ingest")
+    ok(home, "run")
+    assert json.loads(ok(home, "artifacts", "verify", "--format", "json"))["ok"]
+
+
+def test_verify_of_an_unknown_run_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("a\n1\n")
+    ok(tmp_path / "home", "publish", "--dataset", "d", "--partition", "p", "--file", str(tmp_path / "t.csv"))
+    done = cli(tmp_path / "home", "artifacts", "verify", "--run", "nope")
+    assert done.returncode == 2 and "no run 'nope'" in done.stderr
+
+
+def test_resume_over_a_tampered_upstream_executes_it_again_and_repairs_it(tmp_path: Path) -> None:
+    # Given a completed run whose normalize output is then edited (still valid JSON)
+    home = tmp_path / "home"
+    (tmp_path / "t.csv").write_text("a,b\n1,first\n2,second\n")
+    ok(home, "publish", "--dataset", "d", "--partition", "p", "--file", str(tmp_path / "t.csv"), "--seal")
+    ok(home, "run")
+    run_id = _run_id(home)
+    (manifest,) = json.loads(ok(home, "manifest", "show", run_id, "--stage", "normalize", "--format", "json"))
+    (records,) = [a for a in manifest["artifacts"] if a["name"] == "records"]
+    obj = home / "artifacts" / records["path"]
+    intact = obj.read_bytes()
+    assert b"first" in intact
+    obj.write_bytes(intact.replace(b"first", b"forst"))
+    # When the run is resumed from extract, whose upstream normalize would be reused from the parent
+    ok(home, "run", "--run-id", run_id, "--resume-from", "extract")
+    ok(home, "run")
+    # Then the first stage whose reuse would have handed on the damaged object executed again
+    # (ingest: normalize's records are byte-identical to ingest's, one shared object), which put
+    # the right bytes back; normalize then reused the repaired object
+    (new_run,) = [p.name for p in (home / "artifacts" / "runs").iterdir() if p.name != run_id]
+    status = {m["stage"]: m["status"] for m in json.loads(ok(home, "manifest", "show", new_run, "--format", "json"))}
+    assert status["ingest"] == "complete" and status["normalize"] == "reused" and status["extract"] == "complete"
+    assert obj.read_bytes() == intact
+    # And the new run's search results come from the intact records
+    assert "first" in ok(home, "query", "first")
+    assert json.loads(ok(home, "artifacts", "verify", "--format", "json"))["ok"]
