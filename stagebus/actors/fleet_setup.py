@@ -170,6 +170,11 @@ class WorkerParts:
     actors: StageActors
     telemetry: Telemetry
 
+    def close(self) -> None:
+        self.lookups.close()
+        self.telemetry.close()
+        self.store.close()
+
 
 def build_worker(settings: FleetSettings | None = None) -> WorkerParts:
     """Everything a worker process needs, with the stage actors declared on the broker."""
