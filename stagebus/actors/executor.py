@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Protocol
 
+from stagebus.actors.failures import DATA_ERRORS, classify, describe
 from stagebus.actors.gate import Gate, GateVerdict, TaskRef
 from stagebus.actors.telemetry import Telemetry
 from stagebus.artifacts.local import ArtifactStore
-from stagebus.errors import ContractError, InvalidInput, PermanentStageError
 from stagebus.events import (
     Manifest,
     ManifestWritten,
@@ -28,7 +28,7 @@ from stagebus.pipeline.definition import Pipeline, PipelineRegistry, canonical_h
 from stagebus.store import EventStore
 
 STATUS_TTL_S = 1.0
-PERMANENT_ERRORS: tuple[type[BaseException], ...] = (ContractError, InvalidInput, PermanentStageError)
+PERMANENT_ERRORS = DATA_ERRORS  # never retried by Dramatiq (see stagebus.actors.failures)
 
 
 class Outcome(Enum):
@@ -36,6 +36,7 @@ class Outcome(Enum):
     REUSED = "reused"
     DUPLICATE = "duplicate"  # a manifest already exists: at-least-once delivery absorbed
     REFUSED = "refused"  # gate closed or pipeline held: nothing done
+    WAITING = "waiting"  # an infrastructure fault stopped it: it runs again once that clears
     LOST = "lost"  # ran, but a concurrent duplicate wrote the manifest first
 
 
@@ -120,17 +121,19 @@ class Executor:
         started_at, t0 = now(), time.perf_counter()
         definition = pipeline[task.stage]
         progress = (lambda n: self.on_progress(task, n)) if self.on_progress else None  # type: ignore[misc]
-        ctx = StageContext(
-            contract=definition.contract, config=pipeline.configs[task.stage], run_id=task.run_id,
-            partition=task.partition, attempt=attempt, artifacts=self.artifacts,
-            upstream=verdict.upstream, ingested=verdict.ingested, partitions=verdict.partitions,
-            on_progress=progress,
-        )
+        ctx: StageContext | None = None
         try:
+            ctx = StageContext(  # opens its output files: a full disk may fail it already
+                contract=definition.contract, config=pipeline.configs[task.stage], run_id=task.run_id,
+                partition=task.partition, attempt=attempt, artifacts=self.artifacts,
+                upstream=verdict.upstream, ingested=verdict.ingested, partitions=verdict.partitions,
+                on_progress=progress,
+            )
             definition(ctx)
             artifacts, metrics = ctx.publish()
         except BaseException as exc:
-            ctx.discard()
+            if ctx is not None:
+                ctx.discard()
             self._record_failure(task, attempt, final, exc)
             raise
         duration = time.perf_counter() - t0
@@ -213,14 +216,16 @@ class Executor:
         return Outcome.COMPLETE
 
     def _record_failure(self, task: TaskRef, attempt: int, final: bool, exc: BaseException) -> None:
-        permanent = isinstance(exc, PERMANENT_ERRORS)
-        message = (str(exc).splitlines() or [""])[0][:500]
+        kind = classify(exc)
+        infrastructure = kind == "infrastructure"
+        final = (final or kind == "data") and not infrastructure
+        message = describe(exc).partition(": ")[2]
         self.store.append_one(StageFailed(
             run_id=task.run_id, stage=task.stage, partition=task.partition, attempt=attempt,
-            error_type=type(exc).__name__, message=message, final=final or permanent,
+            error_type=type(exc).__name__, message=message, final=final, infrastructure=infrastructure,
         ))
         self.telemetry.emit("failed", task=str(task), attempt=attempt, error_type=type(exc).__name__,
-                            error=message, final=final or permanent)
+                            error=message, final=final, infrastructure=infrastructure)
 
     def _materialize(self, event: object) -> None:
         if isinstance(event, ManifestWritten):

@@ -201,4 +201,5 @@ def build_worker(settings: FleetSettings | None = None) -> WorkerParts:
 
     executor.on_complete = send_chained
     actors.log_outage_wait_s = LOG_OUTAGE_WAIT_S
+    actors.resend_on_infrastructure = True
     return WorkerParts(settings, store, broker, pipelines, lookups, actors, telemetry)

@@ -16,7 +16,7 @@ from typing import Any
 
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.lease import Lease
-from stagebus.actors.readiness import chained_upstream_age, has_open_tasks, ready_tasks
+from stagebus.actors.readiness import attempts_spent, chained_upstream_age, has_open_tasks, ready_tasks
 from stagebus.errors import InvalidInput, StoreUnavailable
 from stagebus.events import StageFailed
 from stagebus.pipeline.definition import PipelineRegistry
@@ -122,7 +122,7 @@ class Relay:
             state = run.tasks.get((task.stage, task.partition))
             # Attempts that died without a word count against the retry policy: the next one
             # is numbered after them (else a task that kills its worker would loop forever).
-            self.send(task, pipeline.name, attempts_before=state.attempts if state else 0)
+            self.send(task, pipeline.name, attempts_before=attempts_spent(state))
             self._sent[task] = now
             sent += 1
         return sent
