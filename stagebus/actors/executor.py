@@ -13,6 +13,7 @@ from typing import Protocol
 
 from stagebus.actors.failures import DATA_ERRORS, classify, describe
 from stagebus.actors.gate import Gate, GateVerdict, TaskRef
+from stagebus.actors.heartbeat import HeldAttempts
 from stagebus.actors.telemetry import Telemetry
 from stagebus.artifacts.local import ArtifactStore
 from stagebus.events import (
@@ -79,8 +80,10 @@ class Executor:
         telemetry: Telemetry | None = None,
         on_complete: Callable[[TaskRef, Pipeline], None] | None = None,
         on_progress: Callable[[TaskRef, int], None] | None = None,
+        held: HeldAttempts | None = None,
     ) -> None:
         self.store = store
+        self.held = held or HeldAttempts()
         self.artifacts = artifacts
         self.pipelines = pipelines
         self.gate = Gate(store)
@@ -113,6 +116,13 @@ class Executor:
         if source is not None:
             return self._append_reused(task, pipeline, source)
 
+        # Held from before StageStarted to the end: the worker's heartbeat lists it meanwhile.
+        with self.held.holding(str(task)):
+            return self._attempt(task, pipeline, verdict, attempt=attempt, final=final,
+                                 in_hash=in_hash, cfg_hash=cfg_hash)
+
+    def _attempt(self, task: TaskRef, pipeline: Pipeline, verdict: GateVerdict, *, attempt: int, final: bool,
+                 in_hash: str, cfg_hash: str) -> Outcome:
         worker = worker_id()
         self.store.append_one(StageStarted(run_id=task.run_id, stage=task.stage, partition=task.partition,
                                            attempt=attempt, worker=worker, input_hash=in_hash,

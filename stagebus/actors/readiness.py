@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, Protocol
 
 from stagebus.actors.failures import INFRA_MAX_BACKOFF_S
 from stagebus.actors.gate import TaskRef
+from stagebus.actors.heartbeat import Liveness
 from stagebus.artifacts.local import process_exists
 from stagebus.events import RUN_SCOPE
 from stagebus.pipeline.contract import StageContract
@@ -75,8 +76,11 @@ def worker_alive(worker: str, updated_at: str, stale_after_s: float, *, local_id
     return age_s(updated_at) < stale_after_s
 
 
-def attempt_in_flight(state: TaskView, contract: StageContract, *, local_idle: bool) -> bool:
-    """Whether a ``running`` or ``retrying`` task's next step is still coming without our help."""
+def attempt_in_flight(state: TaskView, contract: StageContract, *, local_idle: bool,
+                      liveness: Liveness | None = None, task: str = "") -> bool:
+    """Whether a ``running``, ``retrying`` or ``waiting`` task's next step is still coming
+    without our help. ``liveness`` (worker heartbeats) answers for a running attempt whose
+    worker beats: alive while its beat is fresh and lists ``task``."""
     if state.status == "waiting":
         # Stopped by an infrastructure fault; its message comes back by itself after a backoff.
         window = INFRA_MAX_BACKOFF_S + RETRY_GRACE_S
@@ -88,6 +92,10 @@ def attempt_in_flight(state: TaskView, contract: StageContract, *, local_idle: b
         window = contract.retry.max_backoff_ms / 1000 + RETRY_GRACE_S
         return worker_alive(state.worker, state.updated_at, math.inf, local_idle=local_idle) and \
             age_s(state.updated_at) < window
+    if liveness is not None:
+        verdict = liveness(state.worker, task, state.updated_at)
+        if verdict is not None:
+            return verdict and age_s(state.updated_at) < contract.time_limit_s * 2
     return worker_alive(state.worker, state.updated_at, contract.time_limit_s * 2, local_idle=local_idle)
 
 
@@ -139,6 +147,7 @@ def ready_tasks(
     *,
     only_stages: Collection[str] | None = None,
     local_idle: bool = True,
+    liveness: Liveness | None = None,
 ) -> Readiness:
     """Tasks whose upstream is done, that have no manifest or final failure and no live attempt.
 
@@ -159,7 +168,8 @@ def ready_tasks(
             if state is not None and state.status in TERMINAL:
                 continue
             if state is not None and state.status in IN_FLIGHT:
-                if attempt_in_flight(state, definition.contract, local_idle=local_idle):
+                if attempt_in_flight(state, definition.contract, local_idle=local_idle, liveness=liveness,
+                                     task=str(TaskRef(run.run_id, stage, ref))):
                     continue
                 if attempts_spent(state) >= allowed:
                     exhausted.append(TaskRef(run.run_id, stage, ref))
