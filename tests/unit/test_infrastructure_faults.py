@@ -91,3 +91,32 @@ def test_a_full_disk_leaves_tasks_waiting_uncharged_and_a_later_run_finishes(hom
 ])
 def test_errors_are_classified_in_one_place(exc: BaseException, kind: str) -> None:
     assert classify(exc) == kind
+
+
+def test_a_fleet_actor_sends_itself_again_after_a_backoff_without_spending_a_retry(home) -> None:  # type: ignore[no-untyped-def]
+    from stagebus.actors.executor import Executor
+    from stagebus.actors.gate import TaskRef
+    from stagebus.actors.runtime import INFRA_OPTION, StageActors, make_broker
+
+    store, projections, root = home
+    # Given a fleet-style stage actor whose artifact disk is full
+    toy.publish(store, root, "r1", {"p0": [{"n": 1}]})
+    broker = make_broker("memory")
+    executor = Executor(store, FullDisk(root / "art"), toy.registry(2), lookups=projections)
+    actors = StageActors(broker, executor, toy.registry(2))
+    actors.resend_on_infrastructure = True
+    sent = []
+    broker.enqueue = lambda message, delay=None: sent.append((message, delay))  # type: ignore[method-assign]
+    # When it runs the task's message
+    from dramatiq.middleware import CurrentMessage
+
+    from stagebus.actors.runtime import stage_message
+
+    CurrentMessage().before_process_message(broker, stage_message(TaskRef("r1", "load", "nums/p0"), "toy"))
+    actors.actors["load"].fn("r1", "nums/p0", "toy")
+    # Then it sent itself again, delayed, marked with one fault and no retry spent
+    ((message, delay),) = sent
+    assert delay == 2000 and message.options[INFRA_OPTION] == 1 and message.options.get("retries", 0) == 0
+    projections.catch_up()
+    state = projections.run("r1").tasks[("load", "nums/p0")]  # type: ignore[union-attr]
+    assert state.status == "waiting" and state.attempts == 1
