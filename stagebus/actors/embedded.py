@@ -8,6 +8,7 @@ actor re-checks every gate in the log itself.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
 from stagebus.actors.executor import Executor, Outcome
+from stagebus.actors.failures import infrastructure_backoff_s
 from stagebus.actors.gate import TaskRef
-from stagebus.actors.readiness import IN_FLIGHT, chained_downstream, has_open_tasks, ready_tasks
+from stagebus.actors.readiness import attempts_spent, chained_downstream, has_open_tasks, ready_tasks
 from stagebus.actors.runtime import StageActors, make_broker
 from stagebus.actors.telemetry import Telemetry
 from stagebus.artifacts.local import ArtifactStore
@@ -28,6 +30,8 @@ from stagebus.pipeline.definition import Pipeline, PipelineRegistry
 from stagebus.store import EventStore
 
 MAX_ROUNDS = 10_000
+INFRA_FIRST_BACKOFF_S = 0.5
+INFRA_WAIT_S = 30.0  # how long `stagebus run` waits out an infrastructure fault before it returns
 
 
 @dataclass
@@ -35,6 +39,7 @@ class RunReport:
     outcomes: Counter[str] = field(default_factory=Counter)
     by_stage: dict[str, Counter[str]] = field(default_factory=dict)
     failed: list[tuple[TaskRef, str]] = field(default_factory=list)
+    waiting: list[tuple[TaskRef, str]] = field(default_factory=list)  # on infrastructure, when run() returned
     swept: int = 0
 
     @property
@@ -54,13 +59,19 @@ class EmbeddedRunner:
         telemetry: Telemetry | None = None,
         on_outcome: Callable[[TaskRef, Outcome], None] | None = None,
         on_progress: Callable[[TaskRef, int], None] | None = None,
+        infra_wait_s: float = INFRA_WAIT_S,
     ) -> None:
+        """``infra_wait_s``: how long :meth:`run` keeps trying tasks stopped by an
+        infrastructure fault (backing off) before it returns with them in ``report.waiting``;
+        they stay pending, uncharged, and the next run tries them first."""
         self.store = store
         self.projections = projections
         self.artifacts = ArtifactStore(artifacts_root)
         self.pipelines = pipelines
         self.workers = workers
         self.on_outcome = on_outcome
+        self.infra_wait_s = infra_wait_s
+        self._faults: dict[TaskRef, tuple[int, float]] = {}  # infrastructure faults in a row, next try at
         self._lock = threading.Lock()
         self._report = RunReport()
         self._only_stages: Collection[str] | None = None
@@ -77,12 +88,27 @@ class EmbeddedRunner:
         """Process every ready task of ``run_ids`` (default: every run) until none is ready."""
         self._report = RunReport(swept=self.artifacts.sweep())
         self._only_stages = only_stages
+        self._faults.clear()
+        waiting_since: float | None = None
         if self._worker is None:
             self._worker = dramatiq.Worker(self.broker, worker_threads=self.workers, worker_timeout=20)
             self._worker.start()
         for _ in range(MAX_ROUNDS):
             if not self._enqueue_ready(run_ids):
-                break
+                if not self._faults:
+                    break
+                # Only tasks stopped by an infrastructure fault are left: wait out their backoff,
+                # for a bounded time, so that `stagebus run` returns while the fault persists.
+                now = time.monotonic()
+                waiting_since = now if waiting_since is None else waiting_since
+                self._faults = {t: f for t, f in self._faults.items() if f[1] > now}  # else: not ready any more
+                if not self._faults:
+                    break
+                next_try = min(at for _, at in self._faults.values())
+                if next_try - waiting_since > self.infra_wait_s:
+                    break
+                time.sleep(max(next_try - now, 0.0))
+                continue
             for queue in self.actors.queues:
                 self.broker.join(queue, fail_fast=False)
             self._worker.join()
@@ -103,7 +129,7 @@ class EmbeddedRunner:
 
     def _enqueue_ready(self, run_ids: Collection[str] | None) -> int:
         self.projections.catch_up()
-        ready: list[tuple[TaskRef, str, int]] = []
+        ready: list[tuple[TaskRef, str, int, bool]] = []
         gave_up = 0
         for run in self._runs(run_ids, open_only=True):
             pipeline = self.pipelines.get(run.pipeline)
@@ -117,15 +143,18 @@ class EmbeddedRunner:
                 # A task whose attempt died without a word is numbered after it, so the retry
                 # policy bounds attempts across crashes too.
                 state = run.tasks.get((task.stage, task.partition))
-                before = state.attempts if state is not None and state.status in IN_FLIGHT else 0
-                ready.append((task, pipeline.name, before))
-        suspects = [item for item in ready if item[2] > 0]
+                fault = self._faults.get(task)
+                if fault is not None and fault[1] > time.monotonic():
+                    continue  # stopped by an infrastructure fault: its backoff is not over
+                ready.append((task, pipeline.name, attempts_spent(state),
+                              state is not None and state.status in ("running", "retrying")))
+        suspects = [item for item in ready if item[2] > 0 and item[3]]
         if suspects:
             # Attempts that died with their process are re-run one at a time, before anything
             # else: if the process dies again, the crash is charged to the one task running,
             # not to innocent tasks that happened to share the process.
             ready = suspects[:1]
-        for task, pipeline_name, before in ready:
+        for task, pipeline_name, before, _ in ready:
             self.actors.send(task, pipeline_name, attempts_before=before)
         return len(ready) + gave_up
 
@@ -150,6 +179,12 @@ class EmbeddedRunner:
 
     def _record(self, task: TaskRef, outcome: Outcome) -> None:
         with self._lock:
+            if outcome is Outcome.WAITING:
+                faults = self._faults.get(task, (0, 0.0))[0] + 1
+                next_at = time.monotonic() + infrastructure_backoff_s(faults, INFRA_FIRST_BACKOFF_S)
+                self._faults[task] = (faults, next_at)
+            else:
+                self._faults.pop(task, None)
             self._report.outcomes[outcome.value] += 1
             self._report.by_stage.setdefault(task.stage, Counter())[outcome.value] += 1
         if self.on_outcome is not None:
@@ -161,3 +196,5 @@ class EmbeddedRunner:
             for (stage, ref), state in sorted(run.tasks.items()):
                 if state.status == "failed":
                     self._report.failed.append((TaskRef(run.run_id, stage, ref), state.last_error))
+                elif state.status == "waiting":
+                    self._report.waiting.append((TaskRef(run.run_id, stage, ref), state.last_error or ""))

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Protocol
 
+from stagebus.actors.failures import DATA_ERRORS, classify, describe
 from stagebus.actors.gate import Gate, GateVerdict, TaskRef
+from stagebus.actors.heartbeat import HeldAttempts
 from stagebus.actors.telemetry import Telemetry
 from stagebus.artifacts.local import ArtifactStore
-from stagebus.errors import ContractError, InvalidInput, PermanentStageError
 from stagebus.events import (
     Manifest,
     ManifestWritten,
@@ -28,7 +29,7 @@ from stagebus.pipeline.definition import Pipeline, PipelineRegistry, canonical_h
 from stagebus.store import EventStore
 
 STATUS_TTL_S = 1.0
-PERMANENT_ERRORS: tuple[type[BaseException], ...] = (ContractError, InvalidInput, PermanentStageError)
+PERMANENT_ERRORS = DATA_ERRORS  # never retried by Dramatiq (see stagebus.actors.failures)
 
 
 class Outcome(Enum):
@@ -36,6 +37,7 @@ class Outcome(Enum):
     REUSED = "reused"
     DUPLICATE = "duplicate"  # a manifest already exists: at-least-once delivery absorbed
     REFUSED = "refused"  # gate closed or pipeline held: nothing done
+    WAITING = "waiting"  # an infrastructure fault stopped it: it runs again once that clears
     LOST = "lost"  # ran, but a concurrent duplicate wrote the manifest first
 
 
@@ -78,8 +80,10 @@ class Executor:
         telemetry: Telemetry | None = None,
         on_complete: Callable[[TaskRef, Pipeline], None] | None = None,
         on_progress: Callable[[TaskRef, int], None] | None = None,
+        held: HeldAttempts | None = None,
     ) -> None:
         self.store = store
+        self.held = held or HeldAttempts()
         self.artifacts = artifacts
         self.pipelines = pipelines
         self.gate = Gate(store)
@@ -112,6 +116,13 @@ class Executor:
         if source is not None and self._intact(task, source):
             return self._append_reused(task, pipeline, source)
 
+        # Held from before StageStarted to the end: the worker's heartbeat lists it meanwhile.
+        with self.held.holding(str(task)):
+            return self._attempt(task, pipeline, verdict, attempt=attempt, final=final,
+                                 in_hash=in_hash, cfg_hash=cfg_hash)
+
+    def _attempt(self, task: TaskRef, pipeline: Pipeline, verdict: GateVerdict, *, attempt: int, final: bool,
+                 in_hash: str, cfg_hash: str) -> Outcome:
         worker = worker_id()
         self.store.append_one(StageStarted(run_id=task.run_id, stage=task.stage, partition=task.partition,
                                            attempt=attempt, worker=worker, input_hash=in_hash,
@@ -120,17 +131,19 @@ class Executor:
         started_at, t0 = now(), time.perf_counter()
         definition = pipeline[task.stage]
         progress = (lambda n: self.on_progress(task, n)) if self.on_progress else None  # type: ignore[misc]
-        ctx = StageContext(
-            contract=definition.contract, config=pipeline.configs[task.stage], run_id=task.run_id,
-            partition=task.partition, attempt=attempt, artifacts=self.artifacts,
-            upstream=verdict.upstream, ingested=verdict.ingested, partitions=verdict.partitions,
-            on_progress=progress,
-        )
+        ctx: StageContext | None = None
         try:
+            ctx = StageContext(  # opens its output files: a full disk may fail it already
+                contract=definition.contract, config=pipeline.configs[task.stage], run_id=task.run_id,
+                partition=task.partition, attempt=attempt, artifacts=self.artifacts,
+                upstream=verdict.upstream, ingested=verdict.ingested, partitions=verdict.partitions,
+                on_progress=progress,
+            )
             definition(ctx)
             artifacts, metrics = ctx.publish()
         except BaseException as exc:
-            ctx.discard()
+            if ctx is not None:
+                ctx.discard()
             self._record_failure(task, attempt, final, exc)
             raise
         duration = time.perf_counter() - t0
@@ -213,14 +226,16 @@ class Executor:
         return Outcome.COMPLETE
 
     def _record_failure(self, task: TaskRef, attempt: int, final: bool, exc: BaseException) -> None:
-        permanent = isinstance(exc, PERMANENT_ERRORS)
-        message = (str(exc).splitlines() or [""])[0][:500]
+        kind = classify(exc)
+        infrastructure = kind == "infrastructure"
+        final = (final or kind == "data") and not infrastructure
+        message = describe(exc).partition(": ")[2]
         self.store.append_one(StageFailed(
             run_id=task.run_id, stage=task.stage, partition=task.partition, attempt=attempt,
-            error_type=type(exc).__name__, message=message, final=final or permanent,
+            error_type=type(exc).__name__, message=message, final=final, infrastructure=infrastructure,
         ))
         self.telemetry.emit("failed", task=str(task), attempt=attempt, error_type=type(exc).__name__,
-                            error=message, final=final or permanent)
+                            error=message, final=final, infrastructure=infrastructure)
 
     def _materialize(self, event: object) -> None:
         if isinstance(event, ManifestWritten):

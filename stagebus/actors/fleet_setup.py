@@ -31,6 +31,7 @@ from dramatiq.middleware import Middleware
 
 from stagebus.actors.executor import Executor
 from stagebus.actors.gate import TaskRef
+from stagebus.actors.heartbeat import FileHeartbeats, Heartbeat, HeartbeatBoard, HeldAttempts, RedisHeartbeats
 from stagebus.actors.lease import FileLease, Lease, RedisLease
 from stagebus.actors.metrics import queue_depths
 from stagebus.actors.readiness import chained_downstream
@@ -50,6 +51,7 @@ log = logging.getLogger("stagebus.fleet")
 LOOKUP_LAG_S = 1.0
 LOG_OUTAGE_WAIT_S = 60.0  # a restarting Redis is back well within this
 RELAY_LOCK = "relay.lock"
+WORKERS_DIR = "workers"  # heartbeat files of the workers of a SQLite log
 
 
 class FleetSettings(Settings):
@@ -72,6 +74,15 @@ def relay_lease(store: EventStore, settings: Settings, ttl_s: float) -> Lease:
     if isinstance(store, RedisEventStore):
         return RedisLease(store.client, store.names, ttl_ms=int(ttl_s * 1000))
     return FileLease(settings.home / RELAY_LOCK)
+
+
+def heartbeat_board(store: EventStore, settings: Settings) -> HeartbeatBoard:
+    """Worker heartbeats in the log's own Redis, or files beside a SQLite log (one machine)."""
+    from stagebus.store.redis import RedisEventStore
+
+    if isinstance(store, RedisEventStore):
+        return RedisHeartbeats(store.client, store.names.worker_heartbeats)
+    return FileHeartbeats(settings.home / WORKERS_DIR)
 
 
 def stage_queues(pipelines: PipelineRegistry) -> list[str]:
@@ -169,6 +180,13 @@ class WorkerParts:
     lookups: WorkerLookups
     actors: StageActors
     telemetry: Telemetry
+    heartbeat: Heartbeat
+
+    def close(self) -> None:
+        self.heartbeat.stop()
+        self.lookups.close()
+        self.telemetry.close()
+        self.store.close()
 
 
 def build_worker(settings: FleetSettings | None = None) -> WorkerParts:
@@ -185,7 +203,8 @@ def build_worker(settings: FleetSettings | None = None) -> WorkerParts:
     swept = artifacts.sweep()  # temp files of this host's dead attempts (a restarted worker's own)
     if swept:
         log.info("swept %d temp file(s) of attempts that died on this host", swept)
-    executor = Executor(store, artifacts, pipelines, lookups=lookups, telemetry=telemetry)
+    held = HeldAttempts()
+    executor = Executor(store, artifacts, pipelines, lookups=lookups, telemetry=telemetry, held=held)
     actors = StageActors(broker, executor, pipelines)
 
     def send_chained(task: TaskRef, pipeline: Pipeline) -> None:
@@ -196,4 +215,6 @@ def build_worker(settings: FleetSettings | None = None) -> WorkerParts:
 
     executor.on_complete = send_chained
     actors.log_outage_wait_s = LOG_OUTAGE_WAIT_S
-    return WorkerParts(settings, store, broker, pipelines, lookups, actors, telemetry)
+    actors.resend_on_infrastructure = True
+    heartbeat = Heartbeat(heartbeat_board(store, settings), held).start()
+    return WorkerParts(settings, store, broker, pipelines, lookups, actors, telemetry, heartbeat)

@@ -15,7 +15,9 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
+from stagebus.actors.failures import INFRA_MAX_BACKOFF_S
 from stagebus.actors.gate import TaskRef
+from stagebus.actors.heartbeat import Liveness
 from stagebus.artifacts.local import process_exists
 from stagebus.events import RUN_SCOPE
 from stagebus.pipeline.contract import StageContract
@@ -23,7 +25,7 @@ from stagebus.pipeline.definition import Pipeline
 
 DONE = frozenset({"complete", "reused"})
 TERMINAL = DONE | {"failed"}
-IN_FLIGHT = frozenset({"running", "retrying"})
+IN_FLIGHT = frozenset({"running", "retrying", "waiting"})
 HOST = socket.gethostname()
 RETRY_GRACE_S = 30.0
 
@@ -74,15 +76,35 @@ def worker_alive(worker: str, updated_at: str, stale_after_s: float, *, local_id
     return age_s(updated_at) < stale_after_s
 
 
-def attempt_in_flight(state: TaskView, contract: StageContract, *, local_idle: bool) -> bool:
-    """Whether a ``running`` or ``retrying`` task's next step is still coming without our help."""
+def attempt_in_flight(state: TaskView, contract: StageContract, *, local_idle: bool,
+                      liveness: Liveness | None = None, task: str = "") -> bool:
+    """Whether a ``running``, ``retrying`` or ``waiting`` task's next step is still coming
+    without our help. ``liveness`` (worker heartbeats) answers for a running attempt whose
+    worker beats: alive while its beat is fresh and lists ``task``."""
+    if state.status == "waiting":
+        # Stopped by an infrastructure fault; its message comes back by itself after a backoff.
+        window = INFRA_MAX_BACKOFF_S + RETRY_GRACE_S
+        return worker_alive(state.worker, state.updated_at, math.inf, local_idle=local_idle) and \
+            age_s(state.updated_at) < window
     if state.status == "retrying":
         # The failed attempt is over and the next one waits in the broker for its backoff. Past
         # that, and some grace for queueing, its message is presumed lost with the broker.
         window = contract.retry.max_backoff_ms / 1000 + RETRY_GRACE_S
         return worker_alive(state.worker, state.updated_at, math.inf, local_idle=local_idle) and \
             age_s(state.updated_at) < window
+    if liveness is not None:
+        verdict = liveness(state.worker, task, state.updated_at)
+        if verdict is not None:
+            return verdict and age_s(state.updated_at) < contract.time_limit_s * 2
     return worker_alive(state.worker, state.updated_at, contract.time_limit_s * 2, local_idle=local_idle)
+
+
+def attempts_spent(state: TaskView | None) -> int:
+    """Attempts that count against the retry policy: a task waiting on infrastructure has not
+    spent the attempt that the fault stopped."""
+    if state is None or state.status not in IN_FLIGHT:
+        return 0
+    return state.attempts - 1 if state.status == "waiting" else state.attempts
 
 
 def age_s(stamp: str) -> float:
@@ -125,6 +147,7 @@ def ready_tasks(
     *,
     only_stages: Collection[str] | None = None,
     local_idle: bool = True,
+    liveness: Liveness | None = None,
 ) -> Readiness:
     """Tasks whose upstream is done, that have no manifest or final failure and no live attempt.
 
@@ -148,9 +171,10 @@ def ready_tasks(
             if state is not None and state.status in TERMINAL:
                 continue
             if state is not None and state.status in IN_FLIGHT:
-                if attempt_in_flight(state, definition.contract, local_idle=local_idle):
+                if attempt_in_flight(state, definition.contract, local_idle=local_idle, liveness=liveness,
+                                     task=str(TaskRef(run.run_id, stage, ref))):
                     continue
-                if state.attempts >= allowed:
+                if attempts_spent(state) >= allowed:
                     exhausted.append(TaskRef(run.run_id, stage, ref))
                     continue
             if upstream_done(run, pipeline, stage, ref):

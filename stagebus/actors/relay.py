@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from stagebus.actors.gate import TaskRef
+from stagebus.actors.heartbeat import Liveness
 from stagebus.actors.lease import Lease
-from stagebus.actors.readiness import chained_upstream_age, has_open_tasks, ready_tasks
+from stagebus.actors.readiness import attempts_spent, chained_upstream_age, has_open_tasks, ready_tasks
 from stagebus.errors import InvalidInput, StoreUnavailable
 from stagebus.events import StageFailed
 from stagebus.pipeline.definition import PipelineRegistry
@@ -37,6 +38,7 @@ class Relay:
         reconcile_every_s: float = 5.0,
         redelivery_s: float = 60.0,
         backlog: Callable[[str], int] | None = None,
+        heartbeats: Callable[[], Liveness] | None = None,
     ) -> None:
         """``backlog(stage)``, when given, counts the messages waiting on a stage's queue: a
         task sent before is sent again only once its queue has none waiting, since until then
@@ -50,6 +52,8 @@ class Relay:
         self.redelivery_s = redelivery_s
         self.position = 0
         self.backlog = backlog
+        self.heartbeats = heartbeats  # the workers' heartbeats, read once per step
+        self._liveness: Liveness | None = None
         self._sent: dict[TaskRef, float] = {}
         self._ready: set[TaskRef] = set()  # tasks found ready during this step
         self._waiting: dict[str, int] = {}  # backlog per stage, asked once per step
@@ -66,6 +70,7 @@ class Relay:
         now = time.monotonic()
         self._ready.clear()
         self._waiting.clear()
+        self._liveness = self.heartbeats() if self.heartbeats is not None else None
         full = now - self._last_reconcile >= self.reconcile_every_s or self.position == 0
         if full:
             runs = [r.run_id for r in self.projections.runs() if has_open_tasks(r)]
@@ -98,7 +103,7 @@ class Relay:
             return 0
         if self.projections.pipeline_status(pipeline.name) != "active":
             return 0  # a stopped pipeline's ready tasks are held until it starts again
-        readiness = ready_tasks(run, pipeline, local_idle=False)
+        readiness = ready_tasks(run, pipeline, local_idle=False, liveness=self._liveness)
         for task in readiness.exhausted:
             attempts = run.tasks[(task.stage, task.partition)].attempts
             if self.lease is not None and not self.lease.acquire():
@@ -122,7 +127,7 @@ class Relay:
             state = run.tasks.get((task.stage, task.partition))
             # Attempts that died without a word count against the retry policy: the next one
             # is numbered after them (else a task that kills its worker would loop forever).
-            self.send(task, pipeline.name, attempts_before=state.attempts if state else 0)
+            self.send(task, pipeline.name, attempts_before=attempts_spent(state))
             self._sent[task] = now
             sent += 1
         return sent

@@ -17,7 +17,8 @@ from typing import Any
 import redis
 from dramatiq.errors import BrokerError
 
-from stagebus.actors.fleet_setup import FleetSettings, StageSender, open_fleet_broker, relay_lease
+from stagebus.actors.fleet_setup import FleetSettings, StageSender, heartbeat_board, open_fleet_broker, relay_lease
+from stagebus.actors.heartbeat import liveness_from
 from stagebus.actors.metrics import QueueDepth, queue_depths, render_prometheus, stage_task_counts
 from stagebus.actors.relay import Relay
 from stagebus.errors import StoreUnavailable
@@ -46,9 +47,10 @@ class RelayProcess:
         self.broker = open_fleet_broker(settings)
         self.sender = StageSender(self.broker, self.pipelines)
         self.lease = relay_lease(self.store, settings, lease_ttl_s)
+        board = heartbeat_board(self.store, settings)
         self.relay = Relay(self.store, self.projections, self.pipelines, self.sender.send, lease=self.lease,
                            reconcile_every_s=reconcile_every_s, redelivery_s=redelivery_s,
-                           backlog=self.sender.waiting)
+                           backlog=self.sender.waiting, heartbeats=lambda: liveness_from(board.read()))
         self.failures = 0
         self.last_error = ""
         self._last_ok = time.monotonic()

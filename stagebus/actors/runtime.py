@@ -17,6 +17,7 @@ from dramatiq.message import Message
 from dramatiq.middleware import CurrentMessage
 
 from stagebus.actors.executor import PERMANENT_ERRORS, Executor, Outcome
+from stagebus.actors.failures import classify, describe, infrastructure_backoff_s
 from stagebus.actors.gate import TaskRef
 from stagebus.errors import InvalidInput, StoreUnavailable
 from stagebus.pipeline.definition import Pipeline, PipelineRegistry
@@ -24,6 +25,8 @@ from stagebus.store.urls import redact_url, require_host
 
 log = logging.getLogger("stagebus.actors")
 LOG_OUTAGE_PAUSE_S = 1.0
+INFRA_OPTION = "stagebus_infra"  # infrastructure faults in a row, carried by a re-sent message
+INFRA_MIN_BACKOFF_S = 2.0
 
 
 def make_broker(url: str) -> Broker:
@@ -74,6 +77,9 @@ class StageActors:
         self.actors: dict[str, dramatiq.Actor] = {}  # type: ignore[type-arg]
         self.on_outcome: Callable[[TaskRef, Outcome], None] | None = None
         self.log_outage_wait_s = 0.0  # how long a task waits out an unreachable log (fleet: 60 s)
+        # Fleet: a task stopped by an infrastructure fault sends itself again after a backoff,
+        # its retry count untouched. Embedded (False): it ends WAITING and the runner decides.
+        self.resend_on_infrastructure = False
         for pipeline in pipelines:
             self._declare(pipeline)
 
@@ -100,7 +106,12 @@ class StageActors:
             retries = message.options.get("retries", 0) if message else 0
             max_retries = self.pipelines.get(pipeline)[stage].contract.retry.max_retries
             task = TaskRef(run_id, stage, partition)
-            outcome = self._execute(task, pipeline, attempt=retries + 1, final=retries >= max_retries)
+            try:
+                outcome = self._execute(task, pipeline, attempt=retries + 1, final=retries >= max_retries)
+            except Exception as exc:
+                if classify(exc) != "infrastructure":
+                    raise  # data errors fail at once (throws=), others spend a Dramatiq retry
+                outcome = self._wait_on_infrastructure(task, message, exc)
             if self.on_outcome is not None:
                 self.on_outcome(task, outcome)
 
@@ -121,6 +132,16 @@ class StageActors:
                     raise
                 log.warning("task %s waits for the log: %s", task, exc)
                 time.sleep(LOG_OUTAGE_PAUSE_S)
+
+    def _wait_on_infrastructure(self, task: TaskRef, message: Message | None, exc: Exception) -> Outcome:  # type: ignore[type-arg]
+        if self.resend_on_infrastructure and message is not None:
+            faults = int(message.options.get(INFRA_OPTION, 0)) + 1
+            delay = infrastructure_backoff_s(faults, INFRA_MIN_BACKOFF_S)
+            log.warning("task %s waits on infrastructure (%s); trying again in %.0fs", task, describe(exc), delay)
+            # If this send fails too (the broker is down with the log), the relay sends it again.
+            self.broker.enqueue(message.copy(options={**message.options, INFRA_OPTION: faults}),
+                                delay=int(delay * 1000))
+        return Outcome.WAITING
 
     def send(self, task: TaskRef, pipeline: str, *, attempts_before: int = 0) -> None:
         if task.stage not in self.actors:

@@ -58,7 +58,7 @@ def failed_tasks(app: AppContext, run_ids: Collection[str] | None) -> set[tuple[
 
 def run_with_progress(app: AppContext, registry: PipelineRegistry, console: Console, *,
                       run_ids: Collection[str] | None, only_stages: Collection[str] | None,
-                      workers: int, log_file: Path | None) -> RunReport:
+                      workers: int, log_file: Path | None, infra_wait_s: float = 30.0) -> RunReport:
     """Run until idle, one progress bar per stage. Quiet Dramatiq: our telemetry says it all."""
     if logging.getLogger("stagebus").getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("dramatiq").setLevel(logging.CRITICAL)
@@ -77,7 +77,7 @@ def run_with_progress(app: AppContext, registry: PipelineRegistry, console: Cons
                 progress.advance(bars[task.stage])
 
         with EmbeddedRunner(store, projections, app.settings.artifacts_root, registry, workers=workers,
-                            telemetry=telemetry, on_outcome=advance) as runner:
+                            telemetry=telemetry, on_outcome=advance, infra_wait_s=infra_wait_s) as runner:
             report = runner.run(run_ids, only_stages=only_stages)
     telemetry.close()
     return report

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 from typing import Annotated
 
 import typer
 
 from stagebus.actors.fleet_setup import FleetSettings, open_fleet_broker, stage_queues
+from stagebus.actors.supervisor import child_argv, supervise
 from stagebus.cli._context import get_context
 from stagebus.errors import InvalidInput
 from stagebus.pipeline.registry import load_pipelines
 from stagebus.store.urls import require_host
-
-FLEET_MODULE = "stagebus.actors.fleet"
 
 
 def fleet_settings(ctx: typer.Context, broker: str | None) -> FleetSettings:
@@ -92,8 +90,9 @@ def worker(
 ) -> None:
     """Run stage worker processes that serve the stage queues.
 
-    This process becomes ``dramatiq stagebus.actors.fleet`` with these settings. SIGTERM lets
-    running tasks finish; one cut short leaves no manifest and the relay sends it again."""
+    Each process is a dramatiq worker of ``stagebus.actors.fleet``; one that dies is started
+    again (with backoff) and the log says so. SIGTERM lets running tasks finish; one cut short
+    leaves no manifest and the relay sends it again."""
     settings = fleet_settings(ctx, broker)
     known = stage_queues(load_pipelines(settings.pipelines))
     wanted = [q.strip() for q in (queues or "").split(",") if q.strip()]
@@ -105,16 +104,8 @@ def worker(
            "STAGEBUS_BROKER": settings.broker, "STAGEBUS_LOG_LEVEL": settings.log_level}
     if worker_timeout is not None:
         env["dramatiq_worker_timeout"] = str(worker_timeout)  # read by dramatiq.worker on import
-    argv = [sys.executable, "-m", "dramatiq", FLEET_MODULE, "--processes", str(processes), "--threads", str(threads)]
-    if wanted:
-        argv += ["--queues", *wanted]
-    if shutdown_timeout is not None:
-        argv += ["--worker-shutdown-timeout", str(int(shutdown_timeout * 1000))]
-    if settings.log_level == "DEBUG":
-        argv.append("--verbose")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, argv, env)
+    argv = child_argv(threads, wanted, shutdown_timeout, settings.log_level == "DEBUG")
+    raise typer.Exit(supervise(argv, env, processes))
 
 
 def register(app: typer.Typer) -> None:

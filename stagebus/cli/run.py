@@ -24,6 +24,8 @@ def run(
         "--resume-from", help="Open a new run from --run-id that re-executes this stage and everything after it.")
     ] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker threads.")] = 2,
+    wait_infra: Annotated[float, typer.Option(
+        "--wait-infra", min=0.0, help="Seconds to keep retrying tasks stopped by a disk or I/O fault.")] = 30.0,
     log_file: Annotated[Path | None, typer.Option("--log-file", help="NDJSON task telemetry (default: home/logs).")
                         ] = None,
 ) -> None:
@@ -58,18 +60,27 @@ def run(
                 check_subset(state, registry.get(state.pipeline), only)
     failed_before = failed_tasks(app, run_ids)
     report = run_with_progress(app, registry, console, run_ids=run_ids, only_stages=only, workers=workers,
-                               log_file=log_file)
+                               log_file=log_file, infra_wait_s=wait_infra)
     console.print(outcome_table(report))
     new_failures = failed_tasks(app, run_ids) - failed_before
     if report.swept:
         console.print(f"swept {report.swept} temp file(s) left by crashed attempts")
     if not report.by_stage:
         console.print("nothing was ready to run")
+    if report.waiting:
+        why = sorted({reason for _, reason in report.waiting})
+        console.print(f"[yellow]{len(report.waiting)} tasks waiting on infrastructure[/yellow]: {'; '.join(why)}"
+                      " (they stay pending; run again once the fault is fixed)")
     if new_failures:
         reasons = {tuple(task): error for task, error in report.failed}
         for failed in sorted(new_failures):
             console.print(f"[red]failed[/red] {'/'.join(failed)}: {reasons.get(failed, '')}")
         raise typer.Exit(1)
+    if report.waiting:
+        raise typer.Exit(EXIT_WAITING)
+
+
+EXIT_WAITING = 75  # EX_TEMPFAIL: nothing failed, try again later
 
 
 def register(app: typer.Typer) -> None:

@@ -230,6 +230,9 @@ class StageFailed(Event, frozen=True, kw_only=True, tag="stage_failed"):
     error_type: str
     message: str
     final: bool = False
+    # The machine failed, not the data (disk full, I/O error, log unreachable): the attempt is
+    # not charged and the task waits to run again. Never together with ``final``.
+    infrastructure: bool = False
 
     @property
     def key(self) -> str | None:

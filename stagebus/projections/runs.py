@@ -108,7 +108,7 @@ _INGESTED = f"INSERT OR IGNORE INTO {RUN_PARTITIONS_TABLE} VALUES (?, ?, ?, ?, ?
 class TaskState(msgspec.Struct, frozen=True, kw_only=True):
     stage: str
     partition: str
-    status: str  # running | retrying | complete | reused | failed
+    status: str  # running | retrying | waiting (on infrastructure) | complete | reused | failed
     attempts: int
     last_error: str | None
     worker: str
@@ -136,6 +136,7 @@ class StageSummary(msgspec.Struct, frozen=True, kw_only=True):
     latency_mean_s: float  # over tasks that did the work (complete)
     latency_max_s: float
     last_activity: str | None
+    waiting: int = 0  # on infrastructure (counted in pending too): see docs/failures.md
 
 
 class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -199,7 +200,7 @@ class RunsProjection:
                                           metrics.records_rejected, to_micros(metrics.duration_s), at))
             case StageFailed():
                 self._task_events.append((event.run_id, event.stage, event.partition,
-                                          "failed" if event.final else "retrying", event.attempt,
+                                          _failure_status(event), event.attempt,
                                           f"{event.error_type}: {event.message}", "", 0, 0, 0, 0, at))
             case PartitionIngested():
                 self._ingested.append((event.run_id, event.ref, event.dataset, event.partition, event.uri,
@@ -235,6 +236,12 @@ class RunsProjection:
         if self._task_events:
             conn.executemany(_TASK_EVENT, self._task_events)
             self._task_events.clear()
+
+
+def _failure_status(event: StageFailed) -> str:
+    if event.final:
+        return "failed"
+    return "waiting" if event.infrastructure else "retrying"
 
 
 # --- reads ----------------------------------------------------------------------------------
@@ -328,15 +335,15 @@ def _run_info(conn: sqlite3.Connection, row: tuple) -> RunInfo:  # type: ignore[
 def _summary(planned: PlannedStage, selected: tuple[str, ...] | None, partitions: int,
              totals: dict[str, _Totals]) -> StageSummary:
     none = _Totals(0, 0, 0, 0, 0, "")
-    running, retrying, complete, reused, failed = (
-        totals.get(s, none) for s in ("running", "retrying", "complete", "reused", "failed"))
+    running, retrying, waiting, complete, reused, failed = (
+        totals.get(s, none) for s in ("running", "retrying", "waiting", "complete", "reused", "failed"))
     expected = 1 if planned.scope == "run" else partitions
     finished = complete.tasks + reused.tasks + failed.tasks
     return StageSummary(
         stage=planned.name, scope=planned.scope, selected=selected is None or planned.name in selected,
-        expected=expected, pending=max(expected - sum(t.tasks for t in totals.values()), 0),
+        expected=expected, pending=max(expected - sum(t.tasks for t in totals.values()), 0) + waiting.tasks,
         running=running.tasks + retrying.tasks, retrying=retrying.tasks, complete=complete.tasks,
-        reused=reused.tasks, failed=failed.tasks,
+        reused=reused.tasks, failed=failed.tasks, waiting=waiting.tasks,
         records_in=complete.records_in + reused.records_in,
         records_rejected=complete.records_rejected + reused.records_rejected,
         error_rate=failed.tasks / finished if finished else 0.0,

@@ -34,3 +34,4 @@ class RedisKeys:
         self.head = f"{prefix}:head"  # hash: position, hash of the last event
         self.relay_lease = f"{prefix}:relay:lease"
         self.relay_fence = f"{prefix}:relay:fence"
+        self.worker_heartbeats = f"{prefix}:workers"  # hash: "host:pid" -> heartbeat (see actors.heartbeat)
