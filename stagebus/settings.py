@@ -27,20 +27,12 @@ class Settings(BaseSettings):
     def _known_scheme(cls, value: str) -> str:
         if value and not value.startswith(("sqlite://", "redis://", "rediss://", "unix://", "memory://")):
             raise ValueError("STAGEBUS_STORE must be sqlite:///PATH, redis://…, rediss://… or unix://…")
-        try:
-            urlsplit(value).port  # noqa: B018 - parsing is the check
-        except ValueError as exc:  # the URL itself is not echoed: it may hold a password
-            raise ValueError(f"--store/STAGEBUS_STORE is not a valid URL: {exc}") from None
-        return value
+        return _parses(value, "--store/STAGEBUS_STORE")
 
     @field_validator("broker")
     @classmethod
     def _broker_parses(cls, value: str) -> str:
-        try:
-            urlsplit(value).port  # noqa: B018 - parsing is the check
-        except ValueError as exc:  # the URL itself is not echoed: it may hold a password
-            raise ValueError(f"STAGEBUS_BROKER is not a valid URL: {exc}") from None
-        return value
+        return _parses(value, "STAGEBUS_BROKER")
 
     @field_validator("home")
     @classmethod
@@ -65,3 +57,11 @@ class Settings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
+
+
+def _parses(url: str, option: str) -> str:
+    try:
+        urlsplit(url).port  # noqa: B018 - parsing is the check
+    except ValueError as exc:  # the URL itself is not echoed: it may hold a password
+        raise ValueError(f"{option} is not a valid URL: {exc}") from None
+    return url
