@@ -20,11 +20,14 @@ from typer._click import exceptions as click_exceptions
 from typer.core import TyperGroup
 
 from stagebus.cli._context import AppContext, make_settings
+from stagebus.cli._help import tidy
 from stagebus.errors import InvalidInput, StagebusError
 
 # Modules of this package that add commands; one that is not there (yet) is skipped.
 COMMAND_MODULES = ("publish", "run", "runs", "demo", "state", "manifest", "query", "log", "replay", "pipeline", "gc",
                    "artifacts", "fleet")
+
+HELP_OPTION_NAMES = ["-h", "--help"]
 
 _logger = logging.getLogger("stagebus.cli")  # not "log": the package has a log submodule
 
@@ -41,6 +44,7 @@ class OneLineErrors(TyperGroup):
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
              **extra: Any) -> Any:
+        tidy(self, HELP_OPTION_NAMES)
         try:
             _check_utf8(sys.argv[1:] if args is None else args)
             code = super().main(args=args, prog_name=prog_name or "stagebus", complete_var=complete_var,
@@ -90,7 +94,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": HELP_OPTION_NAMES},
 )
 
 
