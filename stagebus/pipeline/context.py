@@ -129,6 +129,13 @@ class StageContext:
     def count_in(self, n: int = 1) -> None:
         self.records_in += n
 
+    def records_total(self) -> int:
+        """Records this task took in: those counted in, or, for a stage that counts no inputs,
+        the records it wrote plus those it rejected (what a quality policy's ratio is over)."""
+        if self.records_in:
+            return self.records_in
+        return sum(p.records for name, p in self._pending.items() if name != REJECTS) + self.records_rejected
+
     # --- outputs --------------------------------------------------------------------------
 
     def emit(self, output: str, record: dict[str, Any] | BaseModel) -> None:
