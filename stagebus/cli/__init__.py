@@ -23,8 +23,8 @@ from stagebus.cli._context import AppContext, make_settings
 from stagebus.errors import InvalidInput, StagebusError
 
 # Modules of this package that add commands; one that is not there (yet) is skipped.
-COMMAND_MODULES = ("publish", "run", "runs", "demo", "state", "manifest", "query", "log", "replay", "pipeline", "gc",
-                   "artifacts", "fleet")
+COMMAND_MODULES = ("publish", "run", "runs", "demo", "state", "manifest", "rejects", "query", "log", "replay",
+                   "pipeline", "gc", "artifacts", "fleet")
 
 _logger = logging.getLogger("stagebus.cli")  # not "log": the package has a log submodule
 
