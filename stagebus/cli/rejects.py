@@ -30,8 +30,8 @@ _COMPACT = msgspec.json.Encoder()
 
 def rejects(
     ctx: typer.Context,
-    run_id: Annotated[str | None, typer.Argument(help="The run whose rejects to show (default: the latest run).",
-                                                 show_default=False)] = None,
+    run_id: Annotated[str | None, typer.Argument(
+        metavar="RUN", help="The run whose rejects to show (default: the latest run).", show_default=False)] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Only partitions of this dataset.")] = None,
     partition: Annotated[str | None, typer.Option("--partition", help="Only partitions of this name.")] = None,
     stage: Annotated[str | None, typer.Option("--stage", help="Only rejects of this stage.")] = None,
@@ -40,8 +40,8 @@ def rejects(
     output: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
 ) -> None:
     """List rejected records: run, dataset, partition, stage, row number, error and the record,
-    with the values of fields the pipeline marks sensitive shown as ***. Without RUN, the latest
-    run (holding the dataset and partition, if given) and says so on stderr."""
+    with the values of fields the pipeline marks sensitive shown as ***. Without RUN: the latest
+    run (that holds the dataset and partition, if given), named on stderr."""
     check_choice("format", output, FORMATS)
     app = get_context(ctx)
     projections = app.projections(readonly=True)

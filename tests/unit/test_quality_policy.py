@@ -176,3 +176,24 @@ def test_pipeline_show_describes_the_policy_and_sensitive_fields() -> None:
     pipeline = Pipeline("p", [cards], config={"cards": {"quality": {"max_rejected": 0}}})
     (described,) = describe(pipeline)["stages"]
     assert described["quality"] == {"max_rejected": 0} and described["sensitive"] == ["card_number"]
+
+
+def test_a_reference_stage_breaking_its_policy_discards_its_outputs_and_blocks_normalize(tmp_path: Path) -> None:
+    from stagebus.errors import QualityPolicyViolated
+    from support.reference import ReferenceRun
+
+    # Given the reference pipeline with ingest allowed to reject at most a third, and a CSV with 2 of 3 bad
+    run = ReferenceRun(tmp_path / "artifacts", {"ingest": {"quality": {"max_rejected_ratio": 1 / 3}}}).open()
+    source = tmp_path / "us.csv"
+    source.write_text("iata,name\nSFO,San Francisco\nJFK\nLAX,a,b\n")
+    ref = run.publish("airports", "us", source)
+    # When ingest runs, Then it fails on the policy, final, with no manifest and no object left behind
+    with pytest.raises(QualityPolicyViolated, match=r"rejected 2 of 3 records \(66.67%\) > max_rejected_ratio 33.33%"):
+        run.execute("ingest", ref)
+    (failed,) = run.failures()
+    assert failed.final and run.store.get(f"manifest/{run.run_id}/ingest/{ref}") is None
+    assert not [p for p in (tmp_path / "artifacts" / "objects").rglob("*") if p.is_file()]
+    # And normalize's gate stays closed for the partition
+    from stagebus.actors.executor import Outcome
+
+    assert run.execute("normalize", ref) is Outcome.REFUSED
