@@ -23,10 +23,12 @@ from stagebus.stages.parsing import MAX_LINE_BYTES, MAX_RECORD_DEPTH, Row, json_
 
 _BLOCK = 1 << 20
 _PREVIEW = 200
-# A whole flat object (the common record: one match, its brackets balanced), a whole string, or
-# one structural byte; a lone quote is a string the block cuts in two.
+# A whole object nesting at most two levels (the common record: one match, its brackets balanced),
+# a whole string, or one structural byte; a lone quote is a string the block cuts in two.
 _STRING = rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"'
-_TOKENS = re.compile(rb'\{(?:[^"{}\[\]]++|' + _STRING + rb')*+\}|' + _STRING + rb'|[\[\]{},"]', re.S)
+_FLAT = rb'[\[{](?:[^"{}\[\]]++|' + _STRING + rb')*+[\]}]'
+_TOKENS = re.compile(rb'\{(?:[^"{}\[\]]++|' + _STRING + rb'|' + _FLAT + rb')*+\}|' + _STRING + rb'|[\[\]{},"]',
+                     re.S)
 _IN_STRING = re.compile(rb'["\\]')
 _SPACE = b" \t\r\n"
 _DECODE = msgspec.json.Decoder()
