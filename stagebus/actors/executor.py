@@ -71,9 +71,10 @@ def output_hash(manifest_artifacts: tuple) -> str:  # type: ignore[type-arg]
 
 def check_quality(policy: QualityPolicy, ctx: StageContext) -> None:
     """Raise :class:`QualityPolicyViolated` (a data error: final, outputs discarded) when the
-    task's rejects break its stage's policy."""
+    task's rejects break its stage's policy; its rejects are set aside to show why."""
     problem = policy.violation(ctx.records_total(), ctx.records_rejected)
     if problem is not None:
+        ctx.set_aside_rejects()
         raise QualityPolicyViolated(problem)
 
 

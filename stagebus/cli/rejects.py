@@ -1,11 +1,13 @@
 """``stagebus rejects``: the records stages rejected, read from the ``rejects`` artifacts the
-manifests of record name (verified as they are read), redacted where the pipeline marks fields
-sensitive. Read-only: opens the log, projections and artifacts without changing a file."""
+manifests of record name, and from what tasks a quality policy failed kept in their work
+directory (each verified against its recorded sha256 as it is read), redacted where the pipeline
+marks fields sensitive. Read-only: opens the log, projections and artifacts without changing a file."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 import typer
@@ -16,7 +18,8 @@ from stagebus.artifacts.local import ArtifactStore
 from stagebus.cli._context import FORMATS, AppContext, check_choice, get_context
 from stagebus.cli._render import print_json, stdout, table
 from stagebus.errors import InvalidInput
-from stagebus.events import RUN_SCOPE, Artifact, Manifest
+from stagebus.events import RUN_SCOPE, Artifact
+from stagebus.pipeline.context import failed_rejects
 from stagebus.pipeline.contract import REJECTS
 from stagebus.pipeline.registry import load_pipelines
 from stagebus.projections import Projections
@@ -54,11 +57,10 @@ def rejects(
         if not refs:
             raise InvalidInput(f"run {run.run_id} has no partition {_filter_text(dataset, partition)}")
     sensitive = _sensitive_fields(app, run)
-    chosen = [(m, a) for m in projections.manifests(run.run_id, stage) if _matches(m.partition, dataset, partition)
-              for a in m.artifacts if a.name == REJECTS and a.records]
-    total = sum(a.records for _, a in chosen)
     artifacts = ArtifactStore(app.settings.artifacts_root, create=False)
-    shown = list(_read(artifacts, chosen, limit or total, sensitive))
+    chosen = _sources(projections, artifacts, run.run_id, stage, dataset, partition)
+    total = sum(source.artifact.records for source in chosen)
+    shown = list(_read(chosen, limit or total, sensitive))
     more = total - len(shown)
     if output == "json":
         print_json({"run_id": run.run_id, "total": total, "shown": len(shown), "sensitive": sorted(sensitive),
@@ -69,10 +71,10 @@ def rejects(
         caption += f" · {more} more not shown (--limit {limit}; --limit 0 shows all)"
     if sensitive:
         caption += f" · sensitive fields shown as {HIDDEN}: {', '.join(sorted(sensitive))}"
-    grid = table("dataset", "partition", "stage", "row", "error", "record", caption=caption)
+    grid = table("dataset", "partition", "stage", "task", "row", "error", "record", caption=caption)
     for row in shown:
         # Text, not markup: a record holding "[b]" is data to show, not styling.
-        grid.add_row(Text(row["dataset"] or ""), Text(row["partition"] or ""), row["stage"],
+        grid.add_row(Text(row["dataset"] or ""), Text(row["partition"] or ""), row["stage"], row["task"],
                      "" if row["row"] is None else str(row["row"]), Text(row["error"]), Text(_shown(row["record"])))
     stdout().print(grid, highlight=False)
 
@@ -119,26 +121,56 @@ def _sensitive_fields(app: AppContext, run: RunInfo) -> frozenset[str]:
     return frozenset().union(*(d.contract.sensitive_fields() for d in pipeline.stages))
 
 
-def _read(artifacts: ArtifactStore, chosen: list[tuple[Manifest, Artifact]], limit: int,
-          sensitive: frozenset[str]) -> Iterator[dict[str, Any]]:
-    """Up to ``limit`` rejects, in manifest order; every artifact read is verified to its end."""
+class Source(NamedTuple):
+    """One task's rejects: the artifact its manifest names, or what its failed attempt kept."""
+
+    run_id: str
+    stage: str
+    partition: str
+    status: str  # of the task: complete, reused, or failed (a quality policy failed it)
+    path: Path
+    artifact: Artifact
+    origin: str
+
+
+def _sources(projections: Projections, artifacts: ArtifactStore, run_id: str, stage: str | None,
+             dataset: str | None, partition: str | None) -> list[Source]:
+    """The run's rejects artifacts in manifest order, then those kept by tasks that failed."""
+    sources = [
+        Source(run_id, m.stage, m.partition, m.status, artifacts.path(a), a,
+               f"stage {m.stage!r}, partition {m.partition!r} of run {m.reused_from or run_id}")
+        for m in projections.manifests(run_id, stage) if _matches(m.partition, dataset, partition)
+        for a in m.artifacts if a.name == REJECTS and a.records
+    ]
+    state = projections.run(run_id)
+    for (task_stage, ref), task in sorted(state.tasks.items()) if state is not None else ():
+        if task.status != "failed" or (stage is not None and task_stage != stage) or \
+                not _matches(ref, dataset, partition):
+            continue
+        kept = failed_rejects(artifacts, run_id, task_stage, ref)
+        if kept is not None and kept.records:
+            sources.append(Source(run_id, task_stage, ref, "failed", artifacts.root / kept.path, kept,
+                                  f"the failed attempt of stage {task_stage!r}, partition {ref!r}"))
+    return sources
+
+
+def _read(chosen: list[Source], limit: int, sensitive: frozenset[str]) -> Iterator[dict[str, Any]]:
+    """Up to ``limit`` rejects; every artifact read is verified to its end before any row of it is shown."""
     left = limit
-    for manifest, artifact in chosen:
+    for source in chosen:
         if left <= 0:
             return
-        dataset, _, name = manifest.partition.partition("/")
-        origin = f"stage {manifest.stage!r}, partition {manifest.partition!r} of run " \
-                 f"{manifest.reused_from or manifest.run_id}"
-        with VerifiedReader(artifacts.path(artifact), artifact, origin=origin) as reader:
+        dataset, _, name = source.partition.partition("/")
+        with VerifiedReader(source.path, source.artifact, origin=source.origin) as reader:
             rows: list[dict[str, Any]] = []
             for line in reader.stream:
                 if len(rows) < left:
                     rows.append(_LINE.decode(line))
             reader.finish()  # a tampered object is an error, never shown
         for row in rows:
-            yield {"run_id": manifest.run_id, "dataset": dataset if manifest.partition != RUN_SCOPE else None,
-                   "partition": name if manifest.partition != RUN_SCOPE else None, "stage": manifest.stage,
-                   "row": row.get("index"), "error": row.get("error", ""),
+            yield {"run_id": source.run_id, "dataset": dataset if source.partition != RUN_SCOPE else None,
+                   "partition": name if source.partition != RUN_SCOPE else None, "stage": source.stage,
+                   "task": source.status, "row": row.get("index"), "error": row.get("error", ""),
                    "record": redact(row.get("record"), sensitive)}
         left -= len(rows)
 

@@ -73,8 +73,8 @@ def test_rejects_of_a_run_list_row_stage_error_and_the_raw_record(home: Path) ->
     assert [(r["dataset"], r["partition"], r["stage"], r["row"]) for r in doc["rejects"]] == [
         ("airports", "us", "ingest", 3), ("airports", "us", "ingest", 4), ("airports", "us", "ingest", 5)]
     first = doc["rejects"][0]
-    assert first == {"run_id": "r1", "dataset": "airports", "partition": "us", "stage": "ingest", "row": 3,
-                     "error": "line 3: 1 fields, the header has 2", "record": "JFK"}
+    assert first == {"run_id": "r1", "dataset": "airports", "partition": "us", "stage": "ingest", "task": "complete",
+                     "row": 3, "error": "line 3: 1 fields, the header has 2", "record": "JFK"}
     # And the table shows the same rows, with a caption counting them
     table = stagebus(home, "rejects", "r1")
     assert table.exit_code == 0 and "3 reject(s) in run r1" in table.stdout and "JFK" in table.stdout
@@ -174,3 +174,17 @@ def test_sensitive_fields_are_redacted_and_unparsable_raw_text_hidden(tmp_path: 
     # And without the pipeline loaded, the rejects are refused rather than shown unredacted
     unknown = stagebus(home, "rejects", "r1")
     assert unknown.exit_code == 2 and "STAGEBUS_PIPELINES" in one_error_line(unknown)
+
+
+def test_the_rejects_of_a_task_its_quality_policy_failed_are_shown(tmp_path: Path) -> None:
+    # Given a pipeline whose ingest allows no reject, and a partition with three bad rows
+    env = {"STAGEBUS_PIPELINES": "support.cards:strict"}
+    home = tmp_path / "home"
+    publish_and_run(home, {"us.csv": US}, "r1", pipeline="strict", env=env)
+    # When listing the run's rejects
+    result = stagebus(home, "rejects", "r1", "--format", "json", env=env)
+    # Then the failed attempt's rejects are there, marked as from a failed task
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["total"] == 3
+    assert [(r["stage"], r["task"], r["row"]) for r in doc["rejects"]] == [("ingest", "failed", n) for n in (3, 4, 5)]

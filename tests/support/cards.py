@@ -27,3 +27,6 @@ def charges(ctx: StageContext) -> None:
 
 
 pipeline = Pipeline("cards", [*REFERENCE_STAGES, charges])
+
+# The reference stages under a quality policy: any rejected row fails the partition.
+strict = Pipeline("strict", REFERENCE_STAGES, config={"ingest": {"quality": {"max_rejected": 0}}})

@@ -193,6 +193,12 @@ def test_a_reference_stage_breaking_its_policy_discards_its_outputs_and_blocks_n
     (failed,) = run.failures()
     assert failed.final and run.store.get(f"manifest/{run.run_id}/ingest/{ref}") is None
     assert not [p for p in (tmp_path / "artifacts" / "objects").rglob("*") if p.is_file()]
+    # But its rejects are kept beside the task, to show why it failed
+    from stagebus.pipeline.context import failed_rejects
+
+    kept = failed_rejects(run.artifacts, run.run_id, "ingest", ref)
+    assert kept is not None and kept.records == 2
+    assert b"JFK" in (tmp_path / "artifacts" / kept.path).read_bytes()
     # And normalize's gate stays closed for the partition
     from stagebus.actors.executor import Outcome
 
