@@ -203,3 +203,19 @@ def test_a_reference_stage_breaking_its_policy_discards_its_outputs_and_blocks_n
     from stagebus.actors.executor import Outcome
 
     assert run.execute("normalize", ref) is Outcome.REFUSED
+
+
+def test_sensitive_fields_come_from_the_contract_and_the_output_schemas() -> None:
+    from pydantic import Field, SecretStr
+
+    class Charge(BaseModel):
+        holder: str = Field(json_schema_extra={"sensitive": True})
+        token: SecretStr
+        cents: int
+
+    @stage("charges", outputs={"charges": Charge}, sensitive=["card_number"])
+    def charges(ctx: object) -> None: ...
+
+    assert charges.contract.sensitive_fields() == {"card_number", "holder", "token"}
+    with pytest.raises(ContractError, match="sensitive field"):
+        stage("bad", sensitive=[" "])
