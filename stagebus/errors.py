@@ -56,3 +56,8 @@ class PermanentStageError(StagebusError):
 class ArtifactCorrupted(PermanentStageError):
     """Integrity error: an artifact's object is missing or its bytes do not match the sha256 its
     manifest recorded. Retrying the reader cannot help: the producing stage must run again."""
+
+
+class QualityPolicyViolated(PermanentStageError):
+    """A task rejected more records than its stage's quality policy allows (or kept too few):
+    final, its outputs discarded, nothing downstream runs for the partition."""

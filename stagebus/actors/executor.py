@@ -16,6 +16,7 @@ from stagebus.actors.gate import Gate, GateVerdict, TaskRef
 from stagebus.actors.heartbeat import HeldAttempts
 from stagebus.actors.telemetry import Telemetry
 from stagebus.artifacts.local import ArtifactStore
+from stagebus.errors import QualityPolicyViolated
 from stagebus.events import (
     Manifest,
     ManifestWritten,
@@ -25,6 +26,7 @@ from stagebus.events import (
     manifest_key,
 )
 from stagebus.pipeline.context import StageContext
+from stagebus.pipeline.contract import QualityPolicy
 from stagebus.pipeline.definition import Pipeline, PipelineRegistry, canonical_hash
 from stagebus.store import EventStore
 
@@ -65,6 +67,15 @@ def input_hash(task: TaskRef, verdict: GateVerdict) -> str:
 
 def output_hash(manifest_artifacts: tuple) -> str:  # type: ignore[type-arg]
     return canonical_hash(sorted(f"{a.name}:{a.sha256}" for a in manifest_artifacts))
+
+
+def check_quality(policy: QualityPolicy, ctx: StageContext) -> None:
+    """Raise :class:`QualityPolicyViolated` (a data error: final, outputs discarded) when the
+    task's rejects break its stage's policy; its rejects are set aside to show why."""
+    problem = policy.violation(ctx.records_total(), ctx.records_rejected)
+    if problem is not None:
+        ctx.set_aside_rejects()
+        raise QualityPolicyViolated(problem)
 
 
 class Executor:
@@ -140,6 +151,7 @@ class Executor:
                 on_progress=progress,
             )
             definition(ctx)
+            check_quality(pipeline.quality[task.stage], ctx)
             artifacts, metrics = ctx.publish()
         except BaseException as exc:
             if ctx is not None:

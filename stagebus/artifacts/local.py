@@ -104,6 +104,21 @@ class PendingFile:
         self.path.unlink(missing_ok=True)
         return Artifact(name=self.name, path=rel, sha256=digest, bytes=self.bytes, records=self.records)
 
+    def keep_at(self, target: Path) -> Artifact:
+        """Move what was written to ``target`` (outside the object store, e.g. a task's work
+        directory) instead of publishing it; the returned artifact's path is relative to the root."""
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+        if not self.path.exists():
+            self.path.touch()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path, target)
+        return Artifact(name=self.name, path=target.relative_to(self._store.root).as_posix(),
+                        sha256=self._hash.hexdigest(), bytes=self.bytes, records=self.records)
+
     def _repair(self, final: Path, digest: str) -> None:
         """The object exists already: keep it if it is this content, else replace it atomically by
         our verified temp file (a content-addressed name may only ever hold content matching it)."""

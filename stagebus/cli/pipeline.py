@@ -70,6 +70,8 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="A pipelin
                 ("config schema", _fields(stage["config_schema"]) or "-"),
                 ("retry", str(stage["retry"])), ("time limit", f"{stage['time_limit_s']:g} s"),
                 ("reusable", "yes" if stage["reusable"] else "no: always executes"),
+                ("quality", ", ".join(f"{k} {v}" for k, v in stage["quality"].items()) or "no limits"),
+                ("sensitive", ", ".join(stage["sensitive"]) or "-"),
                 ("version", stage["version"]))
         for label, value in rows:
             grid.add_row(label, value)

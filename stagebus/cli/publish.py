@@ -10,11 +10,13 @@ from typing import Annotated
 import typer
 
 from stagebus.cli._context import get_context, resolve_plan
-from stagebus.errors import InvalidInput, StoreError
+from stagebus.errors import InvalidInput, PermanentStageError, StoreError
+from stagebus.events import PlannedStage
 from stagebus.producer import PartitionFile, Producer, check_name, describe_file, new_run_id
 from stagebus.settings import Settings
+from stagebus.stages.parsing import EXTENSIONS, dialect_of
 
-DIR_SUFFIXES = (".csv", ".jsonl")
+DIR_SUFFIXES = tuple(EXTENSIONS)  # every extension ingest reads
 
 
 def publish(
@@ -23,7 +25,8 @@ def publish(
     partition: Annotated[str | None, typer.Option("--partition", help="Partition name, e.g. state=CA.")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="The partition's file.")] = None,
     directory: Annotated[Path | None, typer.Option(
-        "--dir", help="Publish every .csv/.jsonl file here, one partition per file, named by its stem.")] = None,
+        "--dir", help="Publish every .csv, .tsv, .jsonl, .ndjson and .json file here, one partition per file, "
+                      "named by its stem; other files are listed as skipped.")] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Run to publish into (default: a new run).")] = None,
     pipeline: Annotated[str, typer.Option("--pipeline", help="Pipeline the run belongs to.")] = "reference",
     meta: Annotated[list[str] | None, typer.Option("--meta", help="KEY=VALUE metadata; repeatable.")] = None,
@@ -40,11 +43,19 @@ def publish(
     if run_id is not None:
         check_name("run id", run_id)
     parts = [describe_file(dataset, name, path, metadata) for name, path in partition_files(partition, file, directory)]
+    if ingests_files(plan.plan):
+        for part in parts:
+            check_format(part)
     producer = Producer(app.store(), plan.name, plan.plan, plan.version, projections=app.projections())
     run_id = run_id or new_run_id()
+    for part in parts:
+        refuse_conflict(producer, run_id, part)
     try:
         for part in parts:
-            report(part, producer.publish_file(part, run_id=run_id).stored, producer, run_id)
+            result = producer.publish_file(part, run_id=run_id)
+            report(part, result.stored, producer, run_id)
+            if not result.same_content:  # a concurrent publish of other content won the key meanwhile
+                refuse_conflict(producer, run_id, part)
         if seal:
             sealed = producer.seal(run_id)
             typer.echo(f"sealed run {run_id} at position {sealed.position}" if sealed.stored
@@ -103,11 +114,32 @@ def report(part: PartitionFile, stored: bool, producer: Producer, run_id: str) -
     if stored:
         typer.echo(f"published {part.ref} at position {position}", err=True)
         return
-    event = record.event() if record else None
-    same = getattr(event, "content_hash", part.content_hash) == part.content_hash
-    note = "" if same else " with other content (the log keeps the first)"
-    typer.echo(f"{part.ref} was already published in run {run_id}{note} (position {position}); nothing stored",
-               err=True)
+    typer.echo(f"{part.ref} was already published in run {run_id} (position {position}); nothing stored", err=True)
+
+
+def ingests_files(plan: tuple[PlannedStage, ...]) -> bool:
+    """Whether the reference ``ingest`` reads the published files (it is a first stage of the plan)."""
+    return any(s.name == "ingest" and not s.after for s in plan)
+
+
+def check_format(part: PartitionFile) -> None:
+    """Refuse at publish a file ingest could not tell the format of (it would fail at run time)."""
+    try:
+        dialect_of(part.uri, part.metadata)
+    except PermanentStageError as exc:
+        raise InvalidInput(f"{part.ref}: {exc}") from None
+
+
+def refuse_conflict(producer: Producer, run_id: str, part: PartitionFile) -> None:
+    """Refuse a partition the run already holds with other content: the log keeps the first."""
+    record = producer.store.get(f"ingest/{run_id}/{part.dataset}/{part.partition}")
+    event = record.event() if record is not None else None
+    held = getattr(event, "content_hash", part.content_hash)
+    if held != part.content_hash:
+        raise InvalidInput(
+            f"{part.ref} is already in run {run_id} with other content (sha256 {held[:12]}…, this file "
+            f"{part.content_hash[:12]}…) at position {record.position if record else '?'}; the log keeps the "
+            "first: publish the new content into a new run (leave out --run-id), or under another partition name")
 
 
 def partition_files(partition: str | None, file: Path | None, directory: Path | None) -> list[tuple[str, Path]]:
@@ -120,9 +152,14 @@ def partition_files(partition: str | None, file: Path | None, directory: Path | 
         raise InvalidInput("--dir names partitions after its files; do not combine it with --partition or --file")
     if not directory.is_dir():
         raise InvalidInput(f"--dir {directory} is not a directory")
-    files = sorted(p for p in directory.iterdir() if p.suffix in DIR_SUFFIXES and p.is_file())
+    entries = sorted(directory.iterdir())
+    files = [p for p in entries if p.suffix.lower() in DIR_SUFFIXES and p.is_file()]
     if not files:
-        raise InvalidInput(f"--dir {directory} has no {' or '.join(DIR_SUFFIXES)} files")
+        raise InvalidInput(f"--dir {directory} has no {', '.join(DIR_SUFFIXES)} files")
+    skipped = [p.name + ("/" if p.is_dir() else "") for p in entries if p not in files]
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} file(s) in --dir {directory} that are not "
+                   f"{'/'.join(DIR_SUFFIXES)}: {', '.join(skipped)}", err=True)
     clash = clashing_stems(files)
     if clash:
         raise InvalidInput(f"--dir {directory}: several files would be partition {clash[0]!r}")

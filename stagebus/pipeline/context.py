@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from stagebus.artifacts.integrity import VerifiedReader, verify_artifact
 from stagebus.artifacts.local import ArtifactStore, PendingFile
-from stagebus.errors import ContractError, InvalidInput
+from stagebus.errors import ArtifactCorrupted, ContractError, InvalidInput
 from stagebus.events import RUN_SCOPE, Artifact, Manifest, PartitionIngested, StageMetrics
 from stagebus.pipeline.contract import REJECTS, StageContract
 from stagebus.pipeline.journal import ItemJournal
@@ -129,6 +130,13 @@ class StageContext:
     def count_in(self, n: int = 1) -> None:
         self.records_in += n
 
+    def records_total(self) -> int:
+        """Records this task took in: those counted in, or, for a stage that counts no inputs,
+        the records it wrote plus those it rejected (what a quality policy's ratio is over)."""
+        if self.records_in:
+            return self.records_in
+        return sum(p.records for name, p in self._pending.items() if name != REJECTS) + self.records_rejected
+
     # --- outputs --------------------------------------------------------------------------
 
     def emit(self, output: str, record: dict[str, Any] | BaseModel) -> None:
@@ -206,6 +214,36 @@ class StageContext:
     def discard(self) -> None:
         for pending in self._pending.values():
             pending.discard()
+
+    def set_aside_rejects(self) -> None:
+        """Keep this failed attempt's rejects in its work directory (``rejects.jsonl``, described
+        by ``rejects.json``) so ``stagebus rejects`` can show why it failed; the other outputs are
+        discarded as usual. Used when a quality policy fails the task."""
+        keep_rejects(self._artifacts, self.run_id, self.stage, self.partition, self._pending[REJECTS])
+
+
+FAILED_REJECTS = "rejects.jsonl"  # in a task's work directory: the rejects of its failed attempt
+FAILED_REJECTS_INFO = "rejects.json"  # their Artifact (sha256, size, records), written after them
+
+
+def keep_rejects(artifacts: ArtifactStore, run_id: str, stage: str, partition: str, pending: PendingFile) -> None:
+    work = artifacts.work_dir(run_id, stage, partition)
+    kept = pending.keep_at(work / FAILED_REJECTS)
+    info = work / FAILED_REJECTS_INFO
+    tmp = info.with_name(f".{FAILED_REJECTS_INFO}.tmp")
+    tmp.write_bytes(_JSON.encode(kept))
+    os.replace(tmp, info)
+
+
+def failed_rejects(artifacts: ArtifactStore, run_id: str, stage: str, partition: str) -> Artifact | None:
+    """The rejects a failed attempt of the task kept (see :meth:`StageContext.set_aside_rejects`), or None."""
+    info = artifacts.work_dir(run_id, stage, partition) / FAILED_REJECTS_INFO
+    try:
+        return msgspec.json.decode(info.read_bytes(), type=Artifact)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except msgspec.DecodeError as exc:
+        raise ArtifactCorrupted(f"{info} cannot be read: {exc}") from None
 
 
 def _origin(manifest: Manifest) -> str:

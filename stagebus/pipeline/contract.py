@@ -11,10 +11,10 @@ Authoring::
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr, field_validator
 
 from stagebus.errors import ContractError
 
@@ -42,6 +42,40 @@ class RetryPolicy(BaseModel):
     max_backoff_ms: int = Field(default=30_000, ge=0)
 
 
+class QualityPolicy(BaseModel):
+    """Bounds on a task's rejects; a task that breaks one fails for good (its outputs discarded).
+
+    Counted per task (one partition, or a run-level stage's whole run): ``total`` is the records
+    the stage took in (``records_in``; a stage that counts no inputs: records out plus rejects),
+    ``accepted`` is ``total - rejected``. Every bound is off by default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_rejected_ratio: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_rejected: int | None = Field(default=None, ge=0)
+    min_records: int | None = Field(default=None, ge=0)
+
+    @property
+    def limits(self) -> dict[str, float | int]:
+        """The bounds that are set, for the config hash (an unset policy hashes as before)."""
+        return self.model_dump(exclude_none=True)
+
+    def violation(self, total: int, rejected: int) -> str | None:
+        """The first bound ``rejected`` of ``total`` records breaks, named with its numbers, or None."""
+        share = rejected / total if total else 0.0
+        counted = f"rejected {rejected} of {total} records ({_percent(share)})"
+        if self.max_rejected is not None and rejected > self.max_rejected:
+            return f"{counted} > max_rejected {self.max_rejected}"
+        if self.max_rejected_ratio is not None and share > self.max_rejected_ratio:
+            return f"{counted} > max_rejected_ratio {_percent(self.max_rejected_ratio)}"
+        if self.min_records is not None and total - rejected < self.min_records:
+            return f"{total - rejected} records accepted ({counted}) < min_records {self.min_records}"
+        return None
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:.4g}%"
+
+
 class StageContract(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
@@ -59,6 +93,10 @@ class StageContract(BaseModel):
     # False for a stage whose effect lies outside its artifacts (serve moves a pointer): a
     # manifest copied from an earlier run would skip that effect, so it must always execute.
     reusable: bool = True
+    quality: QualityPolicy = QualityPolicy()  # the default; a pipeline's config may override it
+    # Record fields whose values `stagebus rejects` shows as "***" (any stage's mark counts for
+    # the whole pipeline, since a record passes through every stage).
+    sensitive: tuple[str, ...] = ()
 
     @field_validator("name")
     @classmethod
@@ -85,6 +123,26 @@ class StageContract(BaseModel):
             if not (NAME.match(stage_name) and NAME.match(output)):
                 raise ValueError(f"read {read!r} must be 'stage.output'")
         return value
+
+    @field_validator("sensitive")
+    @classmethod
+    def _sensitive(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for field in value:
+            if not isinstance(field, str) or not field.strip():
+                raise ValueError(f"sensitive field {field!r} must be a non-empty field name")
+        return value
+
+    def sensitive_fields(self) -> frozenset[str]:
+        """Fields declared ``sensitive=``, plus those an output schema marks itself: typed
+        ``SecretStr``/``SecretBytes``, or ``Field(json_schema_extra={"sensitive": True})``."""
+        fields = set(self.sensitive)
+        for schema in self.outputs.values():
+            for name, info in schema.model_fields.items():
+                extra = info.json_schema_extra
+                secret = isinstance(info.annotation, type) and issubclass(info.annotation, (SecretStr, SecretBytes))
+                if secret or (isinstance(extra, dict) and extra.get("sensitive") is True):
+                    fields.add(info.alias or name)
+        return frozenset(fields)
 
     def reads_output(self, stage: str, output: str) -> bool:
         """Whether this stage may read ``stage``'s ``output``: it declared so, or declared no reads."""
@@ -127,12 +185,15 @@ def stage(
     time_limit_s: float = 600.0,
     version: str = "1",
     reusable: bool = True,
+    quality: QualityPolicy | Mapping[str, Any] | None = None,
+    sensitive: list[str] | tuple[str, ...] = (),
 ) -> Callable[[StageFunction], StageDefinition]:
     """Declare a stage. Raises :class:`ContractError` at definition time for a bad contract."""
     try:
         contract = StageContract(
             name=name, after=tuple(after), scope=scope, config=config, outputs=outputs or {}, reads=tuple(reads),
             retry=retry or RetryPolicy(), time_limit_s=time_limit_s, version=version, reusable=reusable,
+            quality=QualityPolicy.model_validate(quality or {}), sensitive=tuple(sensitive),
         )
     except ValueError as exc:
         raise ContractError(f"stage {name!r}: {_first_error(exc)}") from None

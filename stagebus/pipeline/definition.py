@@ -11,7 +11,9 @@ from pydantic import BaseModel, ValidationError
 
 from stagebus.errors import ContractError, InvalidInput
 from stagebus.events import PlannedStage
-from stagebus.pipeline.contract import StageDefinition
+from stagebus.pipeline.contract import QualityPolicy, StageDefinition
+
+QUALITY = "quality"  # the key of a stage's config mapping that holds its quality policy
 
 _CANONICAL = msgspec.json.Encoder(order="sorted")
 
@@ -51,8 +53,17 @@ class Pipeline:
         if unknown:
             raise ContractError(f"pipeline {name!r}: config for unknown stage(s) {sorted(unknown)}")
         self.configs: dict[str, BaseModel] = {}
+        self.quality: dict[str, QualityPolicy] = {}
         for stage_name, d in self._stages.items():
             raw = (config or {}).get(stage_name, {})
+            if QUALITY in d.contract.config.model_fields:
+                raise ContractError(f"stage {stage_name!r}: its config model has a field {QUALITY!r}, a key that "
+                                    "pipeline config keeps for the stage's quality policy; rename the field")
+            if isinstance(raw, Mapping) and QUALITY in raw:
+                raw = dict(raw)
+                self.quality[stage_name] = _quality(stage_name, d.contract.quality, raw.pop(QUALITY))
+            else:
+                self.quality[stage_name] = d.contract.quality
             try:
                 self.configs[stage_name] = raw if isinstance(raw, d.contract.config) else \
                     d.contract.config.model_validate(raw)
@@ -80,8 +91,11 @@ class Pipeline:
     def config_hash(self, stage: str) -> str:
         """Hash of the stage's canonical config plus its declared version."""
         d = self[stage]
-        return canonical_hash({"stage": stage, "version": d.contract.version,
-                               "config": self.configs[stage].model_dump(mode="json")})
+        hashed: dict[str, Any] = {"stage": stage, "version": d.contract.version,
+                                  "config": self.configs[stage].model_dump(mode="json")}
+        if limits := self.quality[stage].limits:  # only when set: a stage without a policy hashes as before
+            hashed[QUALITY] = limits
+        return canonical_hash(hashed)
 
     def downstream(self, stage: str) -> list[str]:
         """Stages that run directly after ``stage``."""
@@ -109,9 +123,26 @@ class Pipeline:
 
     def with_config(self, config: Mapping[str, Mapping[str, Any]]) -> Pipeline:
         merged: dict[str, Any] = {k: v.model_dump() for k, v in self.configs.items()}
+        for k, policy in self.quality.items():
+            if policy != self[k].contract.quality:
+                merged[k][QUALITY] = policy.model_dump(exclude_none=True)
         for k, v in config.items():
             merged[k] = {**merged.get(k, {}), **v}
         return Pipeline(self.name, self.stages, version=self.version, config=merged)
+
+
+def _quality(stage: str, default: QualityPolicy, raw: Any) -> QualityPolicy:
+    """The contract's policy with the bounds a pipeline's config sets (None lifts one)."""
+    if isinstance(raw, QualityPolicy):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise InvalidInput(f"stage {stage!r} config: quality: expected a mapping of bounds, got {type(raw).__name__}")
+    try:
+        return QualityPolicy.model_validate({**default.model_dump(), **raw})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise InvalidInput(f"stage {stage!r} config: quality.{where}: {err['msg']}") from None
 
 
 def _unknown_keys(model: type[BaseModel], raw: Mapping[str, Any]) -> list[str]:

@@ -53,6 +53,7 @@ def _stage(pipeline: Pipeline, d: StageDefinition) -> dict[str, Any]:
         "config_hash": pipeline.config_hash(c.name),
         "retry": c.retry.model_dump(), "time_limit_s": c.time_limit_s, "version": c.version,
         "reusable": c.reusable,
+        "quality": pipeline.quality[c.name].limits, "sensitive": sorted(c.sensitive_fields()),
     }
 
 

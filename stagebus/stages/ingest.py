@@ -26,7 +26,7 @@ _BLOCK = 1 << 20
 
 class IngestConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    # A longer source line is a reject (with its line number), skipped without being held in memory.
+    # A longer source line (or .json array element) is a reject with its number, skipped without being held.
     max_line_bytes: int = Field(default=MAX_LINE_BYTES, ge=1)
 
 

@@ -1,10 +1,12 @@
-"""Reading a raw partition (CSV or JSON lines) into records, one error per malformed row.
+"""Reading a raw partition (CSV, JSON lines; JSON arrays in :mod:`.json_arrays`) into records, one
+error per malformed row.
 
 A malformed row never stops the file: it comes out as a :class:`Row` with an ``error`` and the
 row's raw text, and parsing goes on with the next row. Only a file that cannot be read at all
 (unknown format or encoding, a broken CSV header) raises :class:`PermanentStageError`.
 
-Row numbers (``Row.index``) are 1-based line numbers of the row's first line in the file.
+Row numbers (``Row.index``) are 1-based line numbers of the row's first line in the file (for a
+JSON array: the element's 1-based position).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import msgspec
 
 from stagebus.errors import PermanentStageError
 
-Format = Literal["csv", "jsonl"]
-EXTENSIONS: dict[str, Format] = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+Format = Literal["csv", "jsonl", "json"]
+FORMATS: tuple[Format, ...] = ("csv", "jsonl", "json")
+EXTENSIONS: dict[str, Format] = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 # A quoted CSV field may span lines; past this many, an unclosed quote is taken to be broken
 # quoting rather than a very long field, so one stray quote cannot swallow the rest of a file.
 MAX_ROW_LINES = 1000
@@ -57,10 +60,10 @@ def dialect_of(uri: str, metadata: Mapping[str, str]) -> Dialect:
     metadata keys override. Raises :class:`PermanentStageError` when it cannot be told."""
     suffix = PurePosixPath(urlparse(uri).path).suffix.lower()
     fmt = metadata.get("format", "").lower() or EXTENSIONS.get(suffix)
-    if fmt not in ("csv", "jsonl"):
+    if fmt not in FORMATS:
         raise PermanentStageError(
-            f"cannot tell the format of {uri!r}: name it .csv, .tsv, .jsonl or .ndjson, "
-            "or publish it with metadata format=csv|jsonl"
+            f"cannot tell the format of {uri!r}: name it {', '.join(EXTENSIONS)}, "
+            f"or publish it with metadata format={'|'.join(FORMATS)}"
         )
     delimiter = metadata.get("delimiter", "\t" if suffix == ".tsv" else ",")
     if len(delimiter) != 1 or delimiter in "\"\r\n":
@@ -76,6 +79,10 @@ def dialect_of(uri: str, metadata: Mapping[str, str]) -> Dialect:
 def parse(fh: BinaryIO, dialect: Dialect, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Row]:
     if dialect.format == "jsonl":
         return parse_jsonl(fh, dialect.encoding, max_line_bytes)
+    if dialect.format == "json":
+        from stagebus.stages.json_arrays import parse_json  # it builds on this module's rows
+
+        return parse_json(fh, dialect.encoding, max_line_bytes)
     return parse_csv(fh, dialect.delimiter, dialect.encoding, max_line_bytes)
 
 
@@ -143,7 +150,7 @@ def parse_jsonl(fh: BinaryIO, encoding: str = "utf-8", max_line_bytes: int = MAX
             elif isinstance(value, dict):
                 yield Row(number, value)
             else:
-                yield Row(number, None, f"line {number}: a record must be a JSON object, not {_json_kind(value)}",
+                yield Row(number, None, f"line {number}: a record must be a JSON object, not {json_kind(value)}",
                           text)
 
 
@@ -168,7 +175,7 @@ def nesting_exceeds(value: object, limit: int | None = None) -> bool:
     return False
 
 
-def _json_kind(value: object) -> str:
+def json_kind(value: object) -> str:
     return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), "a number")
 

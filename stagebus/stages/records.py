@@ -40,7 +40,7 @@ class RawMetadata(BaseModel):
     uri: str
     content_hash: str
     size: int
-    format: Literal["csv", "jsonl"]
+    format: Literal["csv", "jsonl", "json"]
     metadata: dict[str, str]
     schema_version: int
     records: int

@@ -173,3 +173,97 @@ def test_a_name_too_long_on_disk_is_refused_at_publish(tmp_path: Path, csv: Path
     assert result.exit_code == 2, result.output
     assert "bytes" in one_error_line(result)
     assert log_events(tmp_path) == []
+
+
+def test_publish_dir_takes_every_extension_ingest_reads_and_lists_what_it_skipped(tmp_path: Path) -> None:
+    # Given a folder with one file of each format ingest reads, and two it does not
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "a.csv").write_text("iata\nSFO\n")
+    (folder / "b.tsv").write_text("iata\tname\nJFK\tKennedy\n")
+    (folder / "c.jsonl").write_text('{"iata": "LAX"}\n')
+    (folder / "d.ndjson").write_text('{"iata": "ORD"}\n')
+    (folder / "e.json").write_text('[{"iata": "SEA"}]')
+    (folder / "README.txt").write_text("not data")
+    (folder / "notes.md").write_text("not data")
+    # When publishing the folder
+    result = stagebus(tmp_path / "home", "publish", "--dataset", "airports", "--dir", str(folder), "--run-id", "r1")
+    # Then all five are partitions, and one stderr line lists the skipped files
+    assert result.exit_code == 0, result.stderr
+    events = log_events(tmp_path / "home")
+    assert [e.partition for e in events if isinstance(e, PartitionIngested)] == ["a", "b", "c", "d", "e"]
+    (skipped,) = [line for line in result.stderr.splitlines() if line.startswith("skipped")]
+    assert "README.txt" in skipped and "notes.md" in skipped and "2 file(s)" in skipped
+
+
+def test_a_json_array_file_publishes_and_runs_to_valid_records(tmp_path: Path) -> None:
+    # Given a .json file holding an array of objects
+    data = tmp_path / "us.json"
+    data.write_text('[{"iata": "SFO", "name": "San Francisco International"}, {"iata": "JFK", "name": "Kennedy"}]')
+    home = tmp_path / "home"
+    # When it is published and run
+    published = stagebus(home, "publish", "--dataset", "airports", "--partition", "us", "--file", str(data),
+                         "--run-id", "r1", "--seal")
+    assert published.exit_code == 0, published.stderr
+    ran = stagebus(home, "run")
+    # Then the run succeeds, the partition is valid, and both records went through
+    assert ran.exit_code == 0, ran.output
+    import json
+
+    (row,) = json.loads(stagebus(home, "state", "inspect", "--format", "json").stdout)
+    assert row["status"] == "valid", row
+    manifest = json.loads(stagebus(home, "manifest", "show", "r1", "--stage", "ingest", "--format", "json").stdout)
+    assert manifest[0]["metrics"]["records_rejected"] == 0
+    assert {a["name"]: a["records"] for a in manifest[0]["artifacts"]}["records"] == 2
+
+
+def test_a_file_whose_format_ingest_cannot_tell_is_refused_at_publish(tmp_path: Path) -> None:
+    # Given a file with an extension ingest does not know
+    data = tmp_path / "airports.xml"
+    data.write_text("<airports/>")
+    home = tmp_path / "home"
+    # When publishing it, Then it is refused at once, naming the ways to fix it, and nothing is stored
+    result = stagebus(home, "publish", "--dataset", "a", "--partition", "p", "--file", str(data))
+    assert result.exit_code == 2, result.output
+    assert "cannot tell the format" in one_error_line(result) and "format=csv|jsonl|json" in result.stderr
+    assert log_events(home) == []
+    # And naming its format in metadata makes it publishable
+    named = stagebus(home, "publish", "--dataset", "a", "--partition", "p", "--file", str(data), "--meta",
+                     "format=jsonl")
+    assert named.exit_code == 0, named.stderr
+
+
+def test_a_conflicting_republish_exits_non_zero_says_what_to_do_and_stores_nothing(tmp_path: Path, csv: Path) -> None:
+    # Given a published partition
+    home = tmp_path / "home"
+    args = ("publish", "--dataset", "airports", "--partition", "state=CA", "--run-id", "r1")
+    assert stagebus(home, *args, "--file", str(csv)).exit_code == 0
+    before = log_events(home)
+    # When the same partition is published into the same run with other content
+    other = tmp_path / "other.csv"
+    other.write_text("iata,name\nLAX,Los Angeles\n")
+    result = stagebus(home, *args, "--file", str(other))
+    # Then it fails with exit 2, one line saying the log keeps the first and how to publish the new content
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "other content" in line and "new run" in line
+    assert log_events(home) == before
+    # And republishing the same content is still a quiet no-op
+    assert stagebus(home, *args, "--file", str(csv)).exit_code == 0
+
+
+def test_a_conflict_in_a_dir_stores_none_of_its_files(tmp_path: Path) -> None:
+    # Given a run holding partition a, and a folder with a changed a and a new b
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "a.csv").write_text("iata\nSFO\n")
+    home = tmp_path / "home"
+    assert stagebus(home, "publish", "--dataset", "d", "--dir", str(folder), "--run-id", "r1").exit_code == 0
+    (folder / "a.csv").write_text("iata\nLAX\n")
+    (folder / "b.csv").write_text("iata\nJFK\n")
+    before = log_events(home)
+    # When publishing the folder into the same run again
+    result = stagebus(home, "publish", "--dataset", "d", "--dir", str(folder), "--run-id", "r1")
+    # Then it is refused, and b was not stored either
+    assert result.exit_code == 2 and "d/a" in one_error_line(result)
+    assert log_events(home) == before

@@ -11,7 +11,7 @@ import importlib
 import json
 from pathlib import Path
 
-from bench import eventsourcing_cmp, history, noop_run, scaling, stages, verify
+from bench import eventsourcing_cmp, history, json_arrays, noop_run, scaling, stages, verify
 from bench.__main__ import BENCHMARKS
 from bench.results import run_all
 from bench.store import workload
@@ -119,3 +119,12 @@ def test_verify_bench_reads_verified_and_unverified_at_a_tiny_size(tmp_path: Pat
     # Then both read every record and the figures are written
     assert figures["records"] == 500 and figures["ratio_verified_to_unverified"] > 0
     assert json.loads((tmp_path / "verify.json").read_text())["bytes"] == figures["bytes"]
+
+
+def test_json_arrays_bench_reads_every_record_at_a_tiny_size(tmp_path: Path) -> None:
+    # Given 300 objects / When each reader is timed once
+    args = argparse.Namespace(quick=True, records=300, repeats=1, json=tmp_path / "json_arrays.json")
+    figures = json_arrays.run(args)
+    # Then every reader read them all and the figures are written
+    assert figures["records"] == 300 and figures["ratio_streamed_to_jsonl"] > 0
+    assert json.loads((tmp_path / "json_arrays.json").read_text())["bytes"] == figures["bytes"]

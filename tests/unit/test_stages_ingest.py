@@ -110,3 +110,18 @@ def test_unknown_format_fails_for_good(run: ReferenceRun, tmp_path: Path) -> Non
     # Then the failure is final
     assert [f.final for f in run.failures()] == [True]
 
+
+
+def test_ingest_reads_a_json_array_file_into_records_and_element_rejects(run: ReferenceRun, tmp_path: Path) -> None:
+    # Given a published .json file holding an array with one bad element
+    data = b'[{"iata": "SFO", "name": "San Francisco"}, 42, {"iata": "JFK"}]'
+    ref = run.publish("airports", "us", write(tmp_path, "us.json", data))
+    # When ingested
+    run.execute("ingest", ref)
+    # Then the objects are records numbered by their position, the bad element a reject
+    assert run.records("ingest", "records", ref) == [
+        {"index": 1, "record": {"iata": "SFO", "name": "San Francisco"}}, {"index": 3, "record": {"iata": "JFK"}}]
+    (reject,) = run.records("ingest", "rejects", ref)
+    assert reject == {"index": 2, "error": "element 2: a record must be a JSON object, not a number", "record": "42"}
+    (meta,) = run.records("ingest", "metadata", ref)
+    assert (meta["format"], meta["records"], meta["rejected"]) == ("json", 2, 1)
