@@ -103,7 +103,8 @@ def search(artifact_root: Path, text: str, dataset: str | None = None, limit: in
         params.append(max(limit, CANDIDATES))
         rows = conn.execute(sql, params).fetchall()
     wanted = tokens(text)
-    ranked = sorted(enumerate(rows), key=lambda item: (name_tier(tokens(item[1][8]), wanted), item[0]))
+    ranked = sorted(enumerate(rows), key=lambda item: (*name_rank(tokens(item[1][8]), wanted),
+                                                       -fields_holding(item[1][6], wanted), item[0]))
     hits = [_hit(row, text) for _, row in ranked[:limit]]
     return [_mark_stale(hit, ledger) for hit in hits] if ledger is not None else hits
 
@@ -114,18 +115,23 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(folded)
 
 
-def name_tier(name: list[str], wanted: list[str]) -> int:
-    """0: the name is the query; 1: it starts with the query; 2: holds it in a row; 3: otherwise."""
-    if not wanted or not name:
-        return 3
-    if name == wanted:
-        return 0
+def name_rank(name: list[str], wanted: list[str]) -> tuple[int, float]:
+    """(tier, -coverage): tier 0 when the name is the query, 1 when the name holds the query's
+    words in a row, 2 otherwise; coverage is the share of the name's words the query makes up."""
+    if not holds(name, wanted):
+        return 2, 0.0
+    return (0 if name == wanted else 1), -len(wanted) / len(name)
+
+
+def fields_holding(record_json: str, wanted: list[str]) -> int:
+    """How many of the record's top-level fields hold the query's words in a row."""
+    return sum(1 for value in _RECORD.decode(record_json).values()
+               if any(holds(tokens(text), wanted) for text in searchable_text(value)))
+
+
+def holds(words: list[str], wanted: list[str]) -> bool:
     n = len(wanted)
-    if name[:n] == wanted:
-        return 1
-    if any(name[i:i + n] == wanted for i in range(1, len(name) - n + 1)):
-        return 2
-    return 3
+    return bool(wanted) and any(words[i:i + n] == wanted for i in range(len(words) - n + 1))
 
 
 def _hit(row: tuple[Any, ...], text: str) -> Hit:
