@@ -63,8 +63,10 @@ def index(ctx: StageContext) -> None:
     links = {(r["partition"], r["index"]): (r["links_in"], r["links_out"])
              for r in ctx.read("link", "record_links")}
     partitions = sorted(ctx.partitions)
-    rows = _rows(ctx, partitions, links, ctx.config.name_fields)
-    count = build_index(ctx.output_path("index"), rows, partitions, ctx.config.name_fields)
+    config = ctx.config
+    assert isinstance(config, IndexConfig)
+    rows = _rows(ctx, partitions, links, config.name_fields)
+    count = build_index(ctx.output_path("index"), rows, partitions, config.name_fields)
     ctx.emit("summary", IndexSummary(records=count, partitions=len(partitions),
                                      datasets=sorted({split_partition_ref(p)[0] for p in partitions})))
 

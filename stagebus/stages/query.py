@@ -95,7 +95,7 @@ def search(artifact_root: Path, text: str, dataset: str | None = None, limit: in
     with closing(open_reader(Path(artifact_root))) as conn:
         if expression is None:
             return []
-        sql, params = _SQL, [expression]
+        sql, params = _SQL, list[Any]([expression])
         if dataset is not None:
             sql += " AND r.dataset = ?"
             params.append(dataset)
