@@ -64,7 +64,7 @@ class StageContext:
 
     @property
     def artifact_root(self) -> Path:
-        """The artifact store's root, for stages that publish outside it (serve's snapshots)."""
+        """The artifact store's root, for stages that publish outside it (serve's served database)."""
         return self._artifacts.root
 
     @property
