@@ -73,3 +73,24 @@ def test_query_of_a_home_with_nothing_served_says_so_and_creates_nothing(tmp_pat
     assert result.exit_code == 2 and "nothing is served" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "home").exists()
+
+
+def test_an_abandoned_run_changes_nothing_served(tmp_path: Path) -> None:
+    # Given a partition served by run 1, and run 2 republishing it and a new partition, never run
+    home = tmp_path / "home"
+    source = tmp_path / "gb.csv"
+    source.write_text("ident,name\nEGLL,London Heathrow Airport\n")
+    first = publish_and_run(home, "airports", "gb", source)
+    (tmp_path / "gb2.csv").write_text("ident,name\nEGLL,London Heathrow Airport (renamed)\n")
+    (tmp_path / "fr.csv").write_text("ident,name\nLFPG,Paris Charles de Gaulle Airport\n")
+    for partition, path in (("gb", tmp_path / "gb2.csv"), ("fr", tmp_path / "fr.csv")):
+        assert stagebus(home, "publish", "--dataset", "airports", "--partition", partition, "--file", str(path),
+                        "--run-id", "r2").exit_code == 0
+    # When run 2 is abandoned
+    assert stagebus(home, "runs", "abandon", "r2", "--reason", "producer gone").exit_code == 0
+    # Then the ledger still names run 1 for gb, and run 1's record is served, not stale
+    (hit,) = hits(home, "airport")
+    assert (hit["record"]["name"], hit["run_id"], hit["stale"], hit["failed_run"]) == (
+        "London Heathrow Airport", first, False, None)
+    # And fr, never valid, is not served
+    assert hits(home, "paris") == []
