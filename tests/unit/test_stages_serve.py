@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def test_a_reader_never_sees_half_a_switch(tmp_path: Path) -> None:
     seen = reader.execute("SELECT count(*), count(DISTINCT partition) FROM records").fetchone()
     done = threading.Thread(target=second.execute, args=("serve",))
     done.start()
-    done.join(timeout=0.5)
+    assert writing(served_path(root), timeout_s=30)  # the switch holds the write lock, not yet committed
     # Then it still sees run 1's view whole, and after the switch run 2's view whole
     assert done.is_alive() and seen == (400, 2)
     assert reader.execute("SELECT count(*) FROM records").fetchone() == (400,)
@@ -157,6 +158,20 @@ def test_a_reader_never_sees_half_a_switch(tmp_path: Path) -> None:
     done.join(timeout=60)
     assert reader.execute("SELECT count(*), count(DISTINCT partition) FROM records").fetchone() == (2, 2)
     reader.close()
+
+
+def writing(path: Path, timeout_s: float) -> bool:
+    """Wait until another connection holds the database's write lock."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as probe:
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.execute("ROLLBACK")
+            except sqlite3.OperationalError:
+                return True
+        time.sleep(0.01)
+    return False
 
 
 def test_search_ranks_records_matching_every_word(tmp_path: Path) -> None:
