@@ -8,6 +8,7 @@ from typing import Annotated
 import msgspec
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from stagebus.cli._context import FORMATS, AppContext, check_choice, get_context
@@ -21,8 +22,11 @@ def hits_table(hits: list[Hit], title: str) -> Table:
         table.add_column(column, justify="right" if column in ("score", "row") else "left",
                          overflow="fold", max_width=70 if column == "snippet" else None)
     for hit in hits:
-        run = hit.run_id + (f" [yellow](stale: run {hit.failed_run} failed)[/]" if hit.stale else "")
-        table.add_row(f"{hit.score:.2f}", hit.dataset, hit.partition, str(hit.index), run, hit.snippet)
+        # User text is not rich markup: a snippet's [match] would vanish as a tag.
+        run = escape(hit.run_id) + (f" [yellow]{escape(f'(stale: run {hit.failed_run} failed)')}[/]"
+                                    if hit.stale else "")
+        table.add_row(f"{hit.score:.2f}", escape(hit.dataset), escape(hit.partition), str(hit.index), run,
+                      escape(hit.snippet))
     return table
 
 

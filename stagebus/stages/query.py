@@ -169,5 +169,9 @@ def snippet(record: dict[str, Any], text: str, name_fields: tuple[str, ...] = ()
 
 
 def _mark(value: str, wanted: set[str]) -> str:
-    return _TOKEN.sub(lambda m: f"[{m.group()}]" if tokens(m.group()) and tokens(m.group())[0] in wanted
-                      else m.group(), value)
+    marked = _TOKEN.sub(lambda m: f"[{m.group()}]" if tokens(m.group()) and tokens(m.group())[0] in wanted
+                        else m.group(), value)
+    return _ADJACENT.sub(" ", marked)  # [San] [Francisco] -> [San Francisco]
+
+
+_ADJACENT = re.compile(r"\] \[")

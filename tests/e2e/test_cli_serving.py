@@ -42,6 +42,9 @@ def test_two_datasets_published_in_two_runs_are_both_queryable(tmp_path: Path) -
     assert first != second
     assert sorted((h["dataset"], h["run_id"], h["stale"]) for h in hits(home, "heathrow")) == [
         ("airports", first, False), ("runways", second, False)]
+    # And the table shows each snippet's fields and marked match as text, not as markup
+    table = CliRunner().invoke(app, ["--home", str(home), "query", "heathrow"], env={"COLUMNS": "250"})
+    assert "name: London [Heathrow] Airport" in table.stdout and "name: [Heathrow] 09L" in table.stdout
 
 
 def test_a_partition_a_newer_run_failed_is_served_stale(tmp_path: Path) -> None:

@@ -50,6 +50,11 @@ def test_snippets_name_their_fields_and_mark_the_match(airports: Path) -> None:
     assert hit.snippet.startswith("name: London [Heathrow] Airport · home_link: https://www.[heathrow].com/")
 
 
+def test_a_phrase_is_marked_as_one(airports: Path) -> None:
+    hit = query.search(airports, "san francisco")[0]
+    assert hit.snippet.startswith("name: [San Francisco] International Airport · municipality: [San Francisco]")
+
+
 def test_csv_values_are_served_as_normalize_outputs_them(airports: Path) -> None:
     # CSV carries no types: without a cast in normalize, every value is served as the string it was
     hit = query.search(airports, "heathrow")[0]
