@@ -20,6 +20,7 @@ BENCHMARKS = {
     "durability": "bench.durability",
     "verify": "bench.verify",
     "json_arrays": "bench.json_arrays",
+    "serve": "bench.serve",
 }
 
 

@@ -148,7 +148,7 @@ class Executor:
                 contract=definition.contract, config=pipeline.configs[task.stage], run_id=task.run_id,
                 partition=task.partition, attempt=attempt, artifacts=self.artifacts,
                 upstream=verdict.upstream, ingested=verdict.ingested, partitions=verdict.partitions,
-                on_progress=progress,
+                on_progress=progress, run_position=verdict.run_position,
             )
             definition(ctx)
             check_quality(pipeline.quality[task.stage], ctx)

@@ -41,6 +41,7 @@ class GateVerdict(NamedTuple):
     upstream: dict[tuple[str, str], Manifest] = {}
     ingested: dict[str, PartitionIngested] = {}
     partitions: tuple[str, ...] = ()
+    run_position: int | None = None  # the log position of the run's RunOpened, when looked up
 
 
 def run_of(store: EventStore, run_id: str) -> RunOpened | None:
@@ -69,7 +70,12 @@ class Gate:
         self.store = store
 
     def check(self, task: TaskRef, pipeline: Pipeline, run: RunOpened | None = None) -> GateVerdict:
-        run = run or run_of(self.store, task.run_id)
+        position = None
+        if run is None:
+            record = self.store.get(f"run/{task.run_id}")
+            event = record.event() if record else None
+            if isinstance(event, RunOpened) and record is not None:
+                run, position = event, record.position
         if run is None:
             return GateVerdict(False, f"run {task.run_id} was never opened")
         if task.stage not in pipeline:
@@ -120,4 +126,4 @@ class Gate:
             event = found[key].event()
             assert isinstance(event, PartitionIngested)
             ingested[ref] = event
-        return GateVerdict(True, "", run, upstream, ingested, partitions)
+        return GateVerdict(True, "", run, upstream, ingested, partitions, position)

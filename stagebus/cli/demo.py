@@ -62,7 +62,7 @@ def demo(
     if reused:
         sources = sorted({m.reused_from for m in projections.manifests(run_id) if m.reused_from})
         console.print(f"[green]reused {reused} of {total} stage tasks[/green] from run(s) {', '.join(sources)}: "
-                      "same inputs and config, nothing executed again (serve re-publishes the snapshot)")
+                      "same inputs and config, nothing executed again (serve runs again and changes nothing)")
 
     projections.catch_up()
     ledger = projections.ledger(dataset=DATASET)

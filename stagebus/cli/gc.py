@@ -1,4 +1,4 @@
-"""``stagebus gc``: delete artifacts no manifest references, and old served snapshots."""
+"""``stagebus gc``: delete artifacts no manifest references, and leftovers of serving (never what is served)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 
 from stagebus.artifacts.local import ArtifactStore
 from stagebus.cli._context import get_context
-from stagebus.stages.serve import collect_snapshots
+from stagebus.stages.serve import collect_served
 
 
 def gc(
@@ -16,8 +16,7 @@ def gc(
     min_age: Annotated[float, typer.Option("--min-age", min=0, help="Keep anything younger (seconds).")] = 3600.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be deleted.")] = False,
 ) -> None:
-    """Collect objects that no manifest in the log references, and served snapshots that are not
-    current. Never runs by itself; the log and the manifests are never touched."""
+    """Collect objects no manifest references and serving leftovers; never the log, manifests or served view."""
     app = get_context(ctx)
     app.require_log()
     projections = app.projections(readonly=dry_run)
@@ -26,10 +25,10 @@ def gc(
                   for artifact in manifest.artifacts}
     root = app.settings.artifacts_root
     objects = ArtifactStore(root).gc(referenced, min_age_s=min_age, dry_run=dry_run)
-    snapshots = collect_snapshots(root, min_age_s=min_age, dry_run=dry_run)
+    leftovers = collect_served(root, min_age_s=min_age, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
-    typer.echo(f"{verb} {objects.files} unreferenced object(s) ({objects.bytes} bytes) and {snapshots[0]} "
-               f"old snapshot(s) ({snapshots[1]} bytes); {len(referenced)} object(s) referenced")
+    typer.echo(f"{verb} {objects.files} unreferenced object(s) ({objects.bytes} bytes) and {leftovers[0]} "
+               f"serving leftover(s) ({leftovers[1]} bytes); {len(referenced)} object(s) referenced")
 
 
 def register(app: typer.Typer) -> None:

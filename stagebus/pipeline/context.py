@@ -38,6 +38,7 @@ class StageContext:
         ingested: dict[str, PartitionIngested],
         partitions: tuple[str, ...],
         on_progress: Callable[[int], None] | None = None,
+        run_position: int | None = None,
     ) -> None:
         self.contract = contract
         self.stage = contract.name
@@ -46,6 +47,7 @@ class StageContext:
         self.partition = partition
         self.attempt = attempt
         self.partitions = partitions  # every partition of the task (one, or the sealed run's)
+        self.run_position = run_position  # log position of the run's RunOpened: orders runs (serve)
         self.log = logging.LoggerAdapter(logging.getLogger(f"stagebus.stage.{self.stage}"),
                                          {"run_id": run_id, "partition": partition})
         self._artifacts = artifacts
@@ -63,7 +65,7 @@ class StageContext:
 
     @property
     def artifact_root(self) -> Path:
-        """The artifact store's root, for stages that publish outside it (serve's snapshots)."""
+        """The artifact store's root, for stages that publish outside it (serve's served database)."""
         return self._artifacts.root
 
     @property

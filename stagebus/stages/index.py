@@ -1,16 +1,21 @@
-"""index (run-level): a SQLite FTS5 search index over the normalized records of every partition.
+"""index (run-level): the run's normalized records, ready to serve, in one SQLite file.
 
-Every string in a record (nested ones too) is searchable; each row keeps its dataset, partition,
-record index, the record as JSON, and its link counts from ``link``.
+Per record: dataset, partition, record index, the record as JSON, its link counts from ``link``,
+a sha256 ``digest`` of those, and its searchable text split in two: ``name`` (the values of the
+name-like fields, ``name_fields`` in the config) and ``body`` (every other string, nested ones
+too). Per partition: its record count and a ``content_hash`` over its records' digests in order,
+so serve can tell a partition whose content changed from one served before.
 
 The file is built to be byte-identical for identical inputs and config: a fixed page size, no
-timestamps or run ids inside, rows inserted in sorted (partition, index) order, FTS segments
-merged (``optimize``) and the file rebuilt with ``VACUUM`` so no free pages or insertion history
-remain. The same SQLite library is assumed; another SQLite version may lay pages out differently.
+timestamps or run ids inside, rows inserted in sorted (partition, index) order and the file
+rebuilt with ``VACUUM`` so no free pages or insertion history remain. The same SQLite library is
+assumed; another SQLite version may lay pages out differently. The full-text index itself lives
+in the served database (see :mod:`stagebus.stages.served`), where partitions come and go.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,18 +29,25 @@ from stagebus.pipeline.context import StageContext
 from stagebus.pipeline.contract import stage
 from stagebus.stages.records import SearchIndex
 
-INDEX_SCHEMA_VERSION = 1
+INDEX_SCHEMA_VERSION = 2
 PAGE_SIZE = 4096
 _JSON = msgspec.json.Encoder(order="deterministic")
 
 SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE partitions (dataset TEXT NOT NULL, partition TEXT NOT NULL, records INTEGER NOT NULL, "
+    "content_hash TEXT NOT NULL, PRIMARY KEY (dataset, partition))",
     "CREATE TABLE records (id INTEGER PRIMARY KEY, dataset TEXT NOT NULL, partition TEXT NOT NULL, "
-    "record_index INTEGER NOT NULL, record TEXT NOT NULL, links_in INTEGER NOT NULL, links_out INTEGER NOT NULL)",
-    "CREATE INDEX records_by_dataset ON records (dataset, id)",
-    # Contentless: the text lives in records.record already; FTS keeps only what ranking needs.
-    "CREATE VIRTUAL TABLE records_fts USING fts5(body, content='', tokenize='unicode61 remove_diacritics 2')",
+    "record_index INTEGER NOT NULL, record TEXT NOT NULL, links_in INTEGER NOT NULL, links_out INTEGER NOT NULL, "
+    "digest TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL)",
+    "CREATE INDEX records_by_partition ON records (dataset, partition, id)",
 )
+
+
+class IndexConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Top-level fields whose values are a record's name: matches there rank first.
+    name_fields: tuple[str, ...] = ("name", "title", "label")
 
 
 class IndexSummary(BaseModel):
@@ -46,32 +58,57 @@ class IndexSummary(BaseModel):
 
 
 @stage("index", after=["normalize", "link"], reads=["normalize.records", "link.record_links"], scope="run",
-       outputs={"index": SearchIndex, "summary": IndexSummary})
+       outputs={"index": SearchIndex, "summary": IndexSummary}, config=IndexConfig)
 def index(ctx: StageContext) -> None:
     links = {(r["partition"], r["index"]): (r["links_in"], r["links_out"])
              for r in ctx.read("link", "record_links")}
     partitions = sorted(ctx.partitions)
-    rows = _rows(ctx, partitions, links)
-    count = build_index(ctx.output_path("index"), rows, partitions)
+    config = ctx.config
+    assert isinstance(config, IndexConfig)
+    rows = _rows(ctx, partitions, links, config.name_fields)
+    count = build_index(ctx.output_path("index"), rows, partitions, config.name_fields)
     ctx.emit("summary", IndexSummary(records=count, partitions=len(partitions),
                                      datasets=sorted({split_partition_ref(p)[0] for p in partitions})))
 
 
-Row = tuple[str, str, int, str, int, int, str]  # dataset, partition, index, json, in, out, body
+# dataset, partition, index, json, links in, links out, digest, name text, body text
+Row = tuple[str, str, int, str, int, int, str, str, str]
 
 
-def _rows(ctx: StageContext, partitions: list[str], links: dict[tuple[str, int], tuple[int, int]]) -> Iterator[Row]:
+def _rows(ctx: StageContext, partitions: list[str], links: dict[tuple[str, int], tuple[int, int]],
+          name_fields: tuple[str, ...]) -> Iterator[Row]:
     for ref in partitions:
         dataset, partition = split_partition_ref(ref)
         for row in ctx.read("normalize", "records", partition=ref):
             record = row["record"]
             links_in, links_out = links.get((ref, row["index"]), (0, 0))
-            yield (dataset, partition, row["index"], _JSON.encode(record).decode(), links_in, links_out,
-                   "\n".join(searchable_text(record)))
+            as_json = _JSON.encode(record).decode()
+            name, body = split_text(record, name_fields)
+            yield (dataset, partition, row["index"], as_json, links_in, links_out,
+                   record_digest(row["index"], as_json, links_in, links_out), name, body)
+
+
+def record_digest(index: int, record_json: str, links_in: int, links_out: int) -> str:
+    """What a served record is checked against: its index, JSON and link counts."""
+    return hashlib.sha256(f"{index}\t{links_in}\t{links_out}\t{record_json}".encode()).hexdigest()
+
+
+def name_keys(record: dict[str, Any], name_fields: tuple[str, ...]) -> list[str]:
+    """The record's top-level keys that are name-like (compared case-insensitively)."""
+    wanted = {f.casefold() for f in name_fields}
+    return [key for key in sorted(record) if key.casefold() in wanted]
+
+
+def split_text(record: dict[str, Any], name_fields: tuple[str, ...]) -> tuple[str, str]:
+    """(name text, body text): the strings of the name-like fields, and every other string."""
+    names = set(name_keys(record, name_fields))
+    name = "\n".join(s for key in sorted(names) for s in searchable_text(record[key]))
+    body = "\n".join(s for key in sorted(record) if key not in names for s in searchable_text(record[key]))
+    return name, body
 
 
 def searchable_text(value: Any) -> Iterator[str]:
-    """Every string in a record, depth first, keys in sorted order."""
+    """Every string in a value, depth first, keys in sorted order."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
@@ -82,7 +119,7 @@ def searchable_text(value: Any) -> Iterator[str]:
             yield from searchable_text(item)
 
 
-def build_index(path: Path, rows: Iterator[Row], partitions: list[str]) -> int:
+def build_index(path: Path, rows: Iterator[Row], partitions: list[str], name_fields: tuple[str, ...]) -> int:
     """Write the index at ``path`` (which must not exist yet); return the number of records."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
@@ -93,16 +130,20 @@ def build_index(path: Path, rows: Iterator[Row], partitions: list[str]) -> int:
         for statement in SCHEMA:
             conn.execute(statement)
         count = 0
+        content: dict[tuple[str, str], Any] = {split_partition_ref(p): hashlib.sha256() for p in partitions}
+        counts = dict.fromkeys(content, 0)
         for rowid, row in enumerate(rows, start=1):
-            conn.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", (rowid, *row[:6]))
-            conn.execute("INSERT INTO records_fts (rowid, body) VALUES (?, ?)", (rowid, row[6]))
+            conn.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (rowid, *row))
+            content[(row[0], row[1])].update(row[6].encode())
+            counts[(row[0], row[1])] += 1
             count = rowid
+        conn.executemany("INSERT INTO partitions VALUES (?, ?, ?, ?)",
+                         [(*key, counts[key], digest.hexdigest()) for key, digest in sorted(content.items())])
         conn.executemany("INSERT INTO meta VALUES (?, ?)", sorted({
             "schema_version": str(INDEX_SCHEMA_VERSION),
             "records": str(count),
-            "partitions": _JSON.encode(partitions).decode(),
+            "name_fields": _JSON.encode(list(name_fields)).decode(),
         }.items()))
-        conn.execute("INSERT INTO records_fts (records_fts) VALUES ('optimize')")
         conn.execute("COMMIT")
         conn.execute("VACUUM")
     finally:

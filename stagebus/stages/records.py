@@ -104,11 +104,15 @@ class SearchIndex(FileOutput):
     """A SQLite FTS5 database over every normalized record of a run."""
 
 
-class Snapshot(BaseModel):
-    """A published search index: ``path`` is relative to the artifact root."""
+class ServedSwitch(BaseModel):
+    """What a run's serve task changed in the served database (``path``, relative to the
+    artifact root): partitions replaced, unchanged (run updated only), kept (a newer run serves them)."""
 
     model_config = _FROZEN
     path: str
-    sha256: str
-    bytes: int
+    index_sha256: str
+    partitions: int
+    replaced: int
+    unchanged: int
+    kept_newer: int
     records: int

@@ -1,16 +1,11 @@
-"""serve (run-level): publish the run's search index as the current snapshot.
+"""serve (run-level): switch the served view to this run's partitions, in one transaction.
 
-Layout under the artifact root::
-
-    served/snapshots/<sha256>.db   immutable snapshots (verified copies of the index artifact)
-    served/CURRENT                 JSON pointer to the snapshot readers should open
-
-The pointer is replaced atomically (temp file, fsync, ``os.replace``, fsync of the directory):
-a reader sees the old snapshot or the new one, never a half-published index. Snapshots are
-never modified and stay until an explicit gc, so a reader holding an old pointer keeps working.
-Publishing is idempotent, so a retried or duplicated serve task does no harm. Snapshots are
-copies (twice the index's disk space) so that the object and the served file cannot be changed
-together; ``query`` checks a snapshot's sha256 against the pointer before it opens it.
+The served view (``served/served.db``, see :mod:`stagebus.stages.served`) is cumulative: every
+partition at the run that last served it, across datasets and runs. This run's index object is
+copied beside the database, verified (sha256) while it is copied, and applied from the copy: a
+partition is replaced only where its content changed and this run is not older (by the position
+of its ``RunOpened``) than the one serving it. A retried or duplicated serve task changes nothing
+the first did not, so serve is idempotent; it is never reused, because the switch is its effect.
 """
 
 from __future__ import annotations
@@ -20,101 +15,76 @@ import time
 import uuid
 from pathlib import Path
 
-import msgspec
-
-from stagebus.artifacts.integrity import BLOCK, VerifiedReader, check_object
+from stagebus.artifacts.integrity import BLOCK, VerifiedReader
+from stagebus.errors import ContractError
 from stagebus.pipeline.context import StageContext
 from stagebus.pipeline.contract import stage
-from stagebus.stages.records import Snapshot
-from stagebus.store.files import fsync_dir
+from stagebus.stages.records import ServedSwitch
+from stagebus.stages.served import SERVED_DIR, open_writer, served_path, switch
 
-SERVED_DIR = "served"
-SNAPSHOTS_DIR = "snapshots"
-POINTER = "CURRENT"
-_JSON = msgspec.json.Encoder(order="deterministic")
-
-
-class Pointer(msgspec.Struct, frozen=True, kw_only=True):
-    """What ``served/CURRENT`` holds."""
-
-    snapshot: str  # relative to the artifact root
-    sha256: str
-    records: int
-    run_id: str
+LEGACY_SNAPSHOTS = "snapshots"  # served/snapshots/<sha>.db and served/CURRENT: the old model
+LEGACY_POINTER = "CURRENT"
+_COPY_PREFIX = ".index."
 
 
-# Not reusable: the pointer switch is the point of the stage, and a reused manifest would skip it.
-@stage("serve", after=["index"], reads=["index.index", "index.summary"], scope="run", outputs={"snapshot": Snapshot},
+# Not reusable: the switch is the point of the stage, and a reused manifest would skip it.
+@stage("serve", after=["index"], reads=["index.index"], scope="run", outputs={"switch": ServedSwitch},
        reusable=False)
 def serve(ctx: StageContext) -> None:
+    if ctx.run_position is None:
+        raise ContractError("serve needs the position of its run's RunOpened in the log")
     artifact = ctx.upstream_artifact("index", "index")
-    (summary,) = list(ctx.read("index", "summary"))
+    root = ctx.artifact_root
     with ctx.open("index", "index") as index_object:
-        snapshot = publish_snapshot(ctx.artifact_root, index_object, artifact.sha256, artifact.bytes)
-    switch_pointer(ctx.artifact_root, Pointer(snapshot=snapshot, sha256=artifact.sha256,
-                                              records=summary["records"], run_id=ctx.run_id))
-    ctx.emit("snapshot", Snapshot(path=snapshot, sha256=artifact.sha256, bytes=artifact.bytes,
-                                  records=summary["records"]))
-
-
-def publish_snapshot(root: Path, index: VerifiedReader, sha256: str, size: int) -> str:
-    """Copy the index to ``served/snapshots/<sha256>.db``; return that path relative to ``root``.
-
-    A copy, never a hard link: editing the index object must not edit what readers are served.
-    The copy is verified as it is made (``index`` raises at its end on a mismatch) and an existing
-    snapshot of that name whose bytes no longer match is replaced.
-    """
-    directory = root / SERVED_DIR / SNAPSHOTS_DIR
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"{sha256}.db"
-    if final.exists() and check_object(final, sha256, size) is None:
-        return final.relative_to(root).as_posix()
-    tmp = directory / f".{sha256}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+        copy = verified_copy(root, index_object)
     try:
-        with tmp.open("wb") as out:
+        conn = open_writer(root)
+        try:
+            done = switch(conn, copy, run_id=ctx.run_id, run_seq=ctx.run_position, index_sha256=artifact.sha256)
+        finally:
+            conn.close()
+    finally:
+        copy.unlink(missing_ok=True)
+    ctx.emit("switch", ServedSwitch(
+        path=served_path(root).relative_to(root).as_posix(), index_sha256=artifact.sha256,
+        partitions=done.replaced + done.unchanged + done.kept_newer, replaced=done.replaced,
+        unchanged=done.unchanged, kept_newer=done.kept_newer, records=done.records))
+
+
+def verified_copy(root: Path, index: VerifiedReader) -> Path:
+    """Copy the index object beside the served database; ``index`` raises at its end on a sha256
+    mismatch, and the partial copy is removed. A copy, so that nothing can edit the object while
+    the switch reads it."""
+    directory = root / SERVED_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    copy = directory / f"{_COPY_PREFIX}{os.getpid()}.{uuid.uuid4().hex}.tmp"
+    try:
+        with copy.open("wb") as out:
             while block := index.read(BLOCK):
                 out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        # Same name means same content, so a concurrent publisher winning the rename is harmless.
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(directory)
-    return final.relative_to(root).as_posix()
+    except BaseException:
+        copy.unlink(missing_ok=True)
+        raise
+    return copy
 
 
-def switch_pointer(root: Path, pointer: Pointer) -> None:
-    directory = root / SERVED_DIR
-    tmp = directory / f".{POINTER}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-    with tmp.open("wb") as fh:
-        fh.write(_JSON.encode(pointer) + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, directory / POINTER)
-    fsync_dir(directory)
-
-
-def read_pointer(root: Path) -> Pointer | None:
-    path = Path(root) / SERVED_DIR / POINTER
-    try:
-        return msgspec.json.decode(path.read_bytes(), type=Pointer)
-    except FileNotFoundError:
-        return None
-
-
-def collect_snapshots(root: Path, *, min_age_s: float = 3600.0, dry_run: bool = False) -> tuple[int, int]:
-    """Delete served snapshots other than the one ``CURRENT`` names, if older than ``min_age_s``
-    (a reader may still have an older one open). Returns (files, bytes)."""
-    pointer = read_pointer(root)
-    current = (Path(root) / pointer.snapshot).name if pointer else None
+def collect_served(root: Path, *, min_age_s: float = 3600.0, dry_run: bool = False) -> tuple[int, int]:
+    """Delete what the served view no longer needs, if older than ``min_age_s``: snapshots and the
+    pointer of the old model (``served/snapshots``, ``served/CURRENT``) and index copies left by
+    crashed serve tasks. The served database is never touched. Returns (files, bytes)."""
+    served = Path(root) / SERVED_DIR
+    candidates = [*sorted((served / LEGACY_SNAPSHOTS).glob("*.db")), served / LEGACY_POINTER,
+                  *sorted(served.glob(f"{_COPY_PREFIX}*.tmp"))]
     cutoff = time.time() - min_age_s
     files = freed = 0
-    for snapshot in sorted((Path(root) / SERVED_DIR / SNAPSHOTS_DIR).glob("*.db")):
-        stat = snapshot.stat()
-        if snapshot.name == current or stat.st_mtime > cutoff:
+    for path in candidates:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        if stat.st_mtime > cutoff:
             continue
         if not dry_run:
-            snapshot.unlink()
+            path.unlink(missing_ok=True)
         files, freed = files + 1, freed + stat.st_size
     return files, freed

@@ -20,9 +20,9 @@ def cli(home: Path, *args: str) -> str:
     return done.stdout
 
 
-def test_gc_keeps_referenced_objects_and_the_current_snapshot(tmp_path: Path) -> None:
-    # Given two runs over different data (two served snapshots) and an orphan object, as a
-    # duplicate that lost its manifest key would leave behind
+def test_gc_keeps_referenced_objects_and_the_served_view(tmp_path: Path) -> None:
+    # Given two runs over different data, an orphan object, as a duplicate that lost its manifest
+    # key would leave behind, and a snapshot and pointer of the old serving model
     home = tmp_path / "home"
     for text in ("a,b\n1,first\n", "a,b\n1,second\n"):
         (tmp_path / "t.csv").write_text(text)
@@ -33,17 +33,20 @@ def test_gc_keeps_referenced_objects_and_the_current_snapshot(tmp_path: Path) ->
     orphan = home / "artifacts" / "objects" / digest[:2] / digest
     orphan.parent.mkdir(parents=True, exist_ok=True)
     orphan.write_bytes(orphan_bytes)
-    snapshots = sorted((home / "artifacts" / "served" / "snapshots").glob("*.db"))
-    assert len(snapshots) == 2
+    served = home / "artifacts" / "served"
+    (served / "snapshots").mkdir()
+    (served / "snapshots" / f"{'0' * 64}.db").write_bytes(b"an old snapshot")
+    (served / "CURRENT").write_text("{}\n")
     # When a dry run looks, Then nothing is deleted
     assert "would delete 1 unreferenced object(s)" in cli(home, "gc", "--min-age", "0", "--dry-run")
-    assert orphan.exists()
+    assert orphan.exists() and (served / "CURRENT").exists()
     # When gc runs for real
     out = cli(home, "gc", "--min-age", "0")
-    # Then the orphan and the old snapshot are gone; every manifest's artifacts are intact
-    assert "deleted 1 unreferenced object(s)" in out and "1 old snapshot(s)" in out
-    assert not orphan.exists()
-    assert len(list((home / "artifacts" / "served" / "snapshots").glob("*.db"))) == 1
+    # Then the orphan and the old model's files are gone; the served view and every manifest's
+    # artifacts are intact
+    assert "deleted 1 unreferenced object(s)" in out and "2 serving leftover(s)" in out
+    assert not orphan.exists() and not (served / "CURRENT").exists()
+    assert [p.name for p in served.iterdir() if p.is_file()] == ["served.db"]
     for run in json.loads(cli(home, "state", "inspect", "--format", "json")):
         for manifest in json.loads(cli(home, "manifest", "show", run["run_id"], "--format", "json")):
             for artifact in manifest["artifacts"]:

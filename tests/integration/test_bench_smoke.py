@@ -11,7 +11,7 @@ import importlib
 import json
 from pathlib import Path
 
-from bench import eventsourcing_cmp, history, json_arrays, noop_run, scaling, stages, verify
+from bench import eventsourcing_cmp, history, json_arrays, noop_run, scaling, serve, stages, verify
 from bench.__main__ import BENCHMARKS
 from bench.results import run_all
 from bench.store import workload
@@ -128,3 +128,13 @@ def test_json_arrays_bench_reads_every_record_at_a_tiny_size(tmp_path: Path) -> 
     # Then every reader read them all and the figures are written
     assert figures["records"] == 300 and figures["ratio_streamed_to_jsonl"] > 0
     assert json.loads((tmp_path / "json_arrays.json").read_text())["bytes"] == figures["bytes"]
+
+
+def test_serve_bench_switches_one_partition_and_rebuilds_at_a_tiny_size(tmp_path: Path) -> None:
+    # Given 20 served partitions / When one changed partition is switched in and the view rebuilt
+    args = argparse.Namespace(quick=True, sizes=[20], records=2, repeats=2, json=tmp_path / "serve.json")
+    figures = serve.run(args)
+    # Then both were measured and the figures are written
+    (size,) = figures["sizes"]
+    assert size["partitions"] == 20 and size["records"] == 40 and size["ratio_switch_to_rebuild"] > 0
+    assert json.loads((tmp_path / "serve.json").read_text())["sizes"] == figures["sizes"]

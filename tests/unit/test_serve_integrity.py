@@ -1,16 +1,18 @@
-"""The served snapshot is a verified copy: editing the index object cannot edit what is served,
-and an edited snapshot is refused by ``query`` with a clear error."""
+"""Integrity of what is served: serve applies only a verified index object, a partition names the
+content hash it serves, and a served record edited behind the store's back is refused by query."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from stagebus.errors import ArtifactCorrupted
 from stagebus.stages import query
-from stagebus.stages.serve import read_pointer
+from stagebus.stages.served import served_path
 from support.reference import RUN_STAGES, ReferenceRun
 
 BOOKS = [
@@ -47,47 +49,42 @@ def test_tampering_the_index_object_after_serve_does_not_change_query_results(tm
     before = query.search(root, "stones")
     # When the index object is edited behind the store's back
     replace_bytes(run.artifact_path("index", "index"), b"Moss, stones", b"Mass, stones")
-    # Then the served snapshot is untouched and query answers as before
+    # Then the served view is untouched and query answers as before
     after = query.search(root, "stones")
     assert after == before and after[0].record["blurb"] == "Moss, stones and water."
 
 
-def test_a_tampered_served_snapshot_is_refused_by_query(tmp_path: Path) -> None:
-    # Given a served run whose snapshot file is edited
+def test_each_served_partition_names_its_content_hash_and_index(tmp_path: Path) -> None:
+    # Given a served run
+    root = tmp_path / "art"
+    run = run_until(root, tmp_path, "serve")
+    # Then the served partition names the content hash the index computed and the index object
+    with closing(sqlite3.connect(run.artifact_path("index", "index"))) as conn:
+        indexed = conn.execute("SELECT dataset, partition, content_hash FROM partitions").fetchall()
+    with closing(sqlite3.connect(served_path(root))) as conn:
+        rows = conn.execute("SELECT dataset, partition, content_hash, index_sha256 FROM partitions").fetchall()
+    assert rows == [(*indexed[0], run.manifest("index").artifacts[0].sha256)]
+
+
+def test_a_tampered_served_record_is_refused_by_query(tmp_path: Path) -> None:
+    # Given a served run whose served record is edited
     root = tmp_path / "art"
     run_until(root, tmp_path, "serve")
-    pointer = read_pointer(root)
-    assert pointer is not None
-    replace_bytes(root / pointer.snapshot, b"Moss, stones", b"Mass, stones")
-    # When queried, Then a clear integrity error names the snapshot and both hashes
-    with pytest.raises(ArtifactCorrupted, match="served snapshot") as caught:
+    with closing(sqlite3.connect(served_path(root))) as conn:
+        conn.execute("UPDATE records SET record = replace(record, 'Moss', 'Mass')")
+        conn.commit()
+    # When queried, Then a clear integrity error names the record and the run serving it
+    with pytest.raises(ArtifactCorrupted, match=r"served record books/all#2 \(served by run run-1\) is corrupted"):
         query.search(root, "stones")
-    assert pointer.sha256 in str(caught.value) and pointer.snapshot in str(caught.value)
 
 
-def test_serve_refuses_a_tampered_index_object(tmp_path: Path) -> None:
+def test_serve_refuses_a_tampered_index_object_and_serves_nothing(tmp_path: Path) -> None:
     # Given a run indexed, whose index object is then edited
     root = tmp_path / "art"
     run = run_until(root, tmp_path, "index")
     replace_bytes(run.artifact_path("index", "index"), b"Moss, stones", b"Mass, stones")
-    # When serve runs, Then it fails on integrity and nothing is served
+    # When serve runs, Then it fails on integrity, nothing is served and no copy is left behind
     with pytest.raises(ArtifactCorrupted):
         run.execute("serve")
-    assert read_pointer(root) is None
-    assert list((root / "served" / "snapshots").glob("*")) == []
-
-
-def test_serving_again_repairs_a_tampered_snapshot(tmp_path: Path) -> None:
-    # Given a served snapshot that was edited
-    root = tmp_path / "art"
-    run = run_until(root, tmp_path, "serve")
-    pointer = read_pointer(root)
-    assert pointer is not None
-    replace_bytes(root / pointer.snapshot, b"Moss, stones", b"Mass, stones")
-    # When the index is served again (serve is never reused)
-    again = ReferenceRun(root, store=run.store, run_id="run-2", reuse=True).open()
-    again.publish("books", "all", tmp_path / "books.jsonl")
-    again.run_all()
-    # Then the snapshot holds the index's bytes again and query reads it
-    assert (root / pointer.snapshot).read_bytes() == run.artifact_path("index", "index").read_bytes()
-    assert query.search(root, "stones")[0].record["blurb"] == "Moss, stones and water."
+    assert not served_path(root).exists()
+    assert list((root / "served").glob("*")) == []

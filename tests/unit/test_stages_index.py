@@ -1,7 +1,8 @@
-"""index through the real Executor: an FTS5 database over every partition, built deterministically."""
+"""index through the real Executor: every partition's records ready to serve, built deterministically."""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -41,15 +42,23 @@ def test_index_holds_every_record_of_every_partition(tmp_path: Path) -> None:
     ]
 
 
-def test_every_text_field_is_searchable(tmp_path: Path) -> None:
+def test_text_is_split_into_name_and_body(tmp_path: Path) -> None:
+    # Given two partitions indexed (customers have a name field, orders do not)
+    run = indexed(tmp_path / "artifacts", tmp_path)
+    # Then the name-like fields' text is the name, every other string the body
+    assert rows(run, "SELECT name, body FROM records ORDER BY id") == [
+        ("Ann Berg", "Oslo\nC1"), ("Bob Stone", "Rome\nC2"), ("", "C1\nO1\nteapot, cups")]
+
+
+def test_each_partition_has_a_content_hash_over_its_records(tmp_path: Path) -> None:
     # Given two partitions indexed
     run = indexed(tmp_path / "artifacts", tmp_path)
-    # When searching words from different fields
-    match = "SELECT rowid FROM records_fts WHERE records_fts MATCH '{}' ORDER BY rowid"
-    # Then each finds its record
-    assert rows(run, match.format("oslo")) == [(1,)]
-    assert rows(run, match.format("stone")) == [(2,)]
-    assert rows(run, match.format("teapot")) == [(3,)]
+    digests = rows(run, "SELECT dataset, digest FROM records ORDER BY id")
+    # Then each partition's content hash is the sha256 of its records' digests, in order
+    expected = {d: hashlib.sha256("".join(x for ds, x in digests if ds == d).encode()).hexdigest()
+                for d in ("customers", "orders")}
+    assert rows(run, "SELECT dataset, partition, records, content_hash FROM partitions ORDER BY 1") == [
+        ("customers", "2024", 2, expected["customers"]), ("orders", "2024", 1, expected["orders"])]
 
 
 def test_index_stores_link_counts_per_record(tmp_path: Path) -> None:

@@ -54,12 +54,12 @@ def test_bad_rows_are_counted_in_manifests_and_readable(tmp_path: Path) -> None:
 def test_good_rows_are_indexed_and_searchable(tmp_path: Path) -> None:
     # Given the user CSV run end to end
     run = user_run(tmp_path / "art", tmp_path)
-    # When searching the served snapshot
+    # When searching the served view
     hits = query.search(run.artifacts.root, "coffee")
     # Then the good rows are there with their cleaned values, the rejected ones are not
     assert [(h.index, h.record["name"], h.record["age"]) for h in hits] == [(7, "Finn, Jr.", 52)]
     assert query.search(run.artifacts.root, "Bergen") == []
-    assert run.records("serve", "snapshot")[0]["records"] == 2
+    assert run.records("serve", "switch")[0]["records"] == 2
 
 
 def test_rerun_in_a_fresh_directory_gives_byte_identical_artifacts(tmp_path: Path) -> None:
