@@ -4,7 +4,8 @@ Docstrings are written for the code (reST markup, lines wrapped at 120 columns);
 as they are, so a paragraph breaks mid-sentence wherever the source wrapped it, and ``x`` shows
 its backquotes. :func:`tidy` rewrites the help of every command once, before it is shown: each
 paragraph becomes one line (the terminal wraps it), reST roles and literals become plain text,
-and boolean flags lose the ``<bool>`` type column typer 0.29 draws for them.
+boolean flags lose the ``<bool>`` type column typer 0.29 draws for them, and
+arguments show as ``RUN_ID`` rather than ``{run_id}``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import re
 
 from typer._click import Command, Context
-from typer.core import TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 _LITERAL = re.compile(r"``([^`]+)``")
 _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
@@ -41,6 +42,8 @@ def tidy(command: Command, help_option_names: list[str]) -> None:
                 param.help = plain(param.help)
             if param.is_flag and param.metavar is None:
                 param.metavar = ""  # typer shows the metavar in place of its "<bool>"
+        elif isinstance(param, TyperArgument) and param.metavar is None and param.name:
+            param.metavar = param.name.upper()  # RUN_ID, as usage lines spell arguments, not {run_id}
     if isinstance(command, TyperGroup):
         for sub in command.commands.values():
             tidy(sub, help_option_names)
