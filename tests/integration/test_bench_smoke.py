@@ -119,3 +119,13 @@ def test_verify_bench_reads_verified_and_unverified_at_a_tiny_size(tmp_path: Pat
     # Then both read every record and the figures are written
     assert figures["records"] == 500 and figures["ratio_verified_to_unverified"] > 0
     assert json.loads((tmp_path / "verify.json").read_text())["bytes"] == figures["bytes"]
+
+
+def test_why_bench_explains_partitions_at_a_tiny_size(tmp_path: Path) -> None:
+    from bench import why
+
+    args = argparse.Namespace(quick=True, partitions=30, samples=5, repeats=1, json=tmp_path / "why.json")
+    figures = why.run(args)
+    assert figures["partitions"] == 30 and figures["samples"] == 5 and figures["facts"] >= 7
+    assert figures["cli_ok"] and figures["ratio"] > 0
+    assert json.loads((tmp_path / "why.json").read_text())["events"] == figures["events"]
