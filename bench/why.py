@@ -88,8 +88,9 @@ def measure(root: Path, partitions: int, samples: int, repeats: int, cli: bool =
         env = {**os.environ, "STAGEBUS_PIPELINES": "bench.runtime:noop_pipeline",
                "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         t0 = time.perf_counter()
-        done = subprocess.run([str(Path(sys.executable).parent / "stagebus"), "--home", str(home), "why", f"bulk/{chosen[0]}",
-                               "--format", "json"], capture_output=True, text=True, env=env, timeout=300)
+        command = [str(Path(sys.executable).parent / "stagebus"), "--home", str(home), "why", f"bulk/{chosen[0]}",
+                   "--format", "json"]
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
         figures["cli_s"] = time.perf_counter() - t0
         figures["cli_ok"] = done.returncode == 0
     return figures
