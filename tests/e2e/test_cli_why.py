@@ -9,6 +9,10 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from stagebus.cli import app
+from stagebus.cli._context import AppContext
+from stagebus.cli._runner import remaining_by_stage
+from stagebus.pipeline.registry import load_pipelines
+from stagebus.settings import Settings
 
 TOY = "tests.support.toy:toy_pipeline"
 TOY_FACTOR3 = "tests.support.why_toy:factor3"
@@ -98,6 +102,25 @@ def test_a_failure_is_explained_blocked_downstream_and_resumable(home: Path, tmp
     final = [x for x in lines if x["event"] == "failed" and x.get("final")]
     assert final and "PermanentStageError" in final[-1]["traceback"]
     assert all("ts" in x for x in lines)
+
+
+def test_tasks_blocked_by_a_failure_and_superseded_runs_get_no_progress_bars(home: Path, tmp_path: Path) -> None:
+    # Given r3 failed in load (double and total can never run) and was resumed by a child run
+    publish(home, tmp_path, "r3", "b", [{"n": 1}, {"act": "poison"}], pipelines=TOY_FACTOR3)
+    assert stagebus(home, "run", pipelines=TOY_FACTOR3).exit_code == 1
+    context = AppContext(Settings(home=home))
+    registry = load_pipelines(TOY_FACTOR3)
+    try:
+        # Then nothing is left to draw a bar for
+        assert remaining_by_stage(context, registry, None, None) == {}
+        # And after a resume opens a child run, the parent draws no bar while the child does
+        resumed = stagebus(home, "run", "--run-id", "r3", "--resume-from", "double", pipelines=TOY_FACTOR3)
+        assert "resumed run r3" in resumed.stdout
+        context.close()
+        context = AppContext(Settings(home=home))
+        assert remaining_by_stage(context, registry, None, None) == {}
+    finally:
+        context.close()
 
 
 def test_runs_lists_filters_and_shows_stage_counts_and_lineage(home: Path) -> None:
