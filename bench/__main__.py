@@ -21,6 +21,7 @@ BENCHMARKS = {
     "verify": "bench.verify",
     "json_arrays": "bench.json_arrays",
     "serve": "bench.serve",
+    "why": "bench.why",
 }
 
 

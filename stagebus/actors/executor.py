@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum
@@ -25,6 +26,7 @@ from stagebus.events import (
     StageStarted,
     manifest_key,
 )
+from stagebus.events.types import TRACEBACK_BYTES
 from stagebus.pipeline.context import StageContext
 from stagebus.pipeline.contract import QualityPolicy
 from stagebus.pipeline.definition import Pipeline, PipelineRegistry, canonical_hash
@@ -76,6 +78,12 @@ def check_quality(policy: QualityPolicy, ctx: StageContext) -> None:
     if problem is not None:
         ctx.set_aside_rejects()
         raise QualityPolicyViolated(problem)
+
+
+def bounded_traceback(exc: BaseException) -> str:
+    """The exception's traceback, its last TRACEBACK_BYTES of UTF-8 (the innermost frames)."""
+    text = "".join(traceback.format_exception(exc)).encode("utf-8", "replace")
+    return text[-TRACEBACK_BYTES:].decode("utf-8", "ignore")
 
 
 class Executor:
@@ -242,12 +250,15 @@ class Executor:
         infrastructure = kind == "infrastructure"
         final = (final or kind == "data") and not infrastructure
         message = describe(exc).partition(": ")[2]
+        trace = bounded_traceback(exc) if final else ""
         self.store.append_one(StageFailed(
             run_id=task.run_id, stage=task.stage, partition=task.partition, attempt=attempt,
             error_type=type(exc).__name__, message=message, final=final, infrastructure=infrastructure,
+            traceback=trace,
         ))
         self.telemetry.emit("failed", task=str(task), attempt=attempt, error_type=type(exc).__name__,
-                            error=message, final=final, infrastructure=infrastructure)
+                            error=message, final=final, infrastructure=infrastructure,
+                            **({"traceback": trace} if final else {}))
 
     def _materialize(self, event: object) -> None:
         if isinstance(event, ManifestWritten):

@@ -17,7 +17,9 @@ from stagebus.actors.gate import TaskRef
 from stagebus.actors.readiness import DONE, expected_partitions
 from stagebus.actors.telemetry import Telemetry
 from stagebus.cli._context import AppContext
-from stagebus.pipeline.definition import PipelineRegistry
+from stagebus.events import RUN_SCOPE
+from stagebus.pipeline.definition import Pipeline, PipelineRegistry
+from stagebus.projections import RunState
 
 FINISHED = {Outcome.COMPLETE, Outcome.REUSED, Outcome.DUPLICATE}
 
@@ -26,22 +28,39 @@ def remaining_by_stage(app: AppContext, registry: PipelineRegistry, run_ids: Col
                        only_stages: Collection[str] | None) -> dict[str, int]:
     """Tasks per stage not yet done in the targeted runs: the progress bars' totals."""
     projections = app.projections()
-    ids = run_ids if run_ids is not None else [r.run_id for r in projections.runs()]
+    ids = run_ids if run_ids is not None else [r.run_id for r in projections.runs()
+                                               if not r.abandoned and not projections.child_runs(r.run_id)]
     totals: Counter[str] = Counter()
     for run_id in ids:
         run = projections.run(run_id)
-        if run is None:
+        if run is None or run.abandoned:
             continue
         pipeline = registry.get(run.pipeline)
+        blocked = blocked_tasks(run, pipeline)
         for definition in pipeline.stages:
             stage = definition.name
             if (run.stages is not None and stage not in run.stages) or (only_stages and stage not in only_stages):
                 continue
             for ref in expected_partitions(run, pipeline, stage):
                 state = run.tasks.get((stage, ref))
+                if (stage, ref) in blocked:
+                    continue  # an upstream failed for good: it will not run, so it gets no bar
                 if state is None or state.status not in DONE | {"failed"}:
                     totals[stage] += 1
     return dict(totals)
+
+
+def blocked_tasks(run: RunState, pipeline: Pipeline) -> set[tuple[str, str]]:
+    """(stage, partition ref) of the run's tasks that cannot run because an upstream task failed
+    for good: downstream partition stages of the failed partition, and every run-level stage after."""
+    blocked: set[tuple[str, str]] = set()
+    for (stage, ref), state in run.tasks.items():
+        if state.status != "failed" or stage not in pipeline:
+            continue
+        for after in pipeline.closure(stage) - {stage}:
+            scope = pipeline[after].contract.scope
+            blocked.add((after, RUN_SCOPE if scope == "run" or ref == RUN_SCOPE else ref))
+    return blocked
 
 
 def failed_tasks(app: AppContext, run_ids: Collection[str] | None) -> set[tuple[str, str, str]]:

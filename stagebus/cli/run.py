@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -9,9 +10,10 @@ import typer
 from rich.console import Console
 
 from stagebus.actors.reruns import check_subset, resume_run
-from stagebus.cli._context import get_context
-from stagebus.cli._runner import failed_tasks, outcome_table, run_with_progress
+from stagebus.cli._context import AppContext, get_context
+from stagebus.cli._runner import blocked_tasks, failed_tasks, outcome_table, run_with_progress
 from stagebus.errors import InvalidInput
+from stagebus.pipeline.definition import PipelineRegistry
 from stagebus.pipeline.registry import load_pipelines
 
 
@@ -75,9 +77,31 @@ def run(
         reasons = {tuple(task): error for task, error in report.failed}
         for failed in sorted(new_failures):
             console.print(f"[red]failed[/red] {'/'.join(failed)}: {reasons.get(failed, '')}")
+        for line in after_failure(app, registry, new_failures):
+            console.print(line, highlight=False)
         raise typer.Exit(1)
     if report.waiting:
         raise typer.Exit(EXIT_WAITING)
+
+
+def after_failure(app: AppContext, registry: PipelineRegistry, failures: set[tuple[str, str, str]]) -> list[str]:
+    """Per failed run: what is blocked downstream (stages x partitions) and the command that resumes it."""
+    projections = app.projections()
+    lines = []
+    for run_id in sorted({run_id for run_id, _, _ in failures}):
+        run = projections.run(run_id)
+        if run is None:
+            continue
+        pipeline = registry.get(run.pipeline)
+        blocked = Counter(stage for stage, _ in blocked_tasks(run, pipeline))
+        if blocked:
+            shown = ", ".join(f"{stage} x {blocked[stage]}" for stage in (d.name for d in pipeline.stages)
+                              if stage in blocked)
+            lines.append(f"blocked downstream in run {run_id}: {shown} (stage x partitions)")
+        failed_stages = {stage for r, stage, _ in failures if r == run_id}
+        first = next(d.name for d in pipeline.stages if d.name in failed_stages)
+        lines.append(f"after fixing the cause, resume with: stagebus run --run-id {run_id} --resume-from {first}")
+    return lines
 
 
 EXIT_WAITING = 75  # EX_TEMPFAIL: nothing failed, try again later

@@ -60,6 +60,7 @@ class PlannedStage(msgspec.Struct, frozen=True, kw_only=True):
     after: tuple[str, ...] = ()
     scope: Literal["partition", "run"] = "partition"
     config_hash: str = ""
+    config: dict[str, object] = {}  # the stage's config values, so `why` can name what changed
 
 
 # --- pipeline lifecycle ---------------------------------------------------------------------
@@ -195,6 +196,9 @@ def manifest_key(run_id: str, stage: str, partition: str) -> str:
     return f"manifest/{run_id}/{stage}/{partition}"
 
 
+TRACEBACK_BYTES = 8192
+
+
 def failure_key(run_id: str, stage: str, partition: str) -> str:
     return f"failed/{run_id}/{stage}/{partition}"
 
@@ -233,6 +237,7 @@ class StageFailed(Event, frozen=True, kw_only=True, tag="stage_failed"):
     # The machine failed, not the data (disk full, I/O error, log unreachable): the attempt is
     # not charged and the task waits to run again. Never together with ``final``.
     infrastructure: bool = False
+    traceback: str = ""  # a final failure's traceback, its last TRACEBACK_BYTES
 
     @property
     def key(self) -> str | None:

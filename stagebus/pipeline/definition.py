@@ -117,7 +117,8 @@ class Pipeline:
     def plan(self) -> tuple[PlannedStage, ...]:
         return tuple(
             PlannedStage(name=d.name, after=d.contract.after, scope=d.contract.scope,
-                         config_hash=self.config_hash(d.name))
+                         config_hash=self.config_hash(d.name),
+                         config=self.configs[d.name].model_dump(mode="json"))
             for d in self._stages.values()
         )
 

@@ -31,18 +31,20 @@ CREATE TABLE IF NOT EXISTS {PIPELINES_TABLE} (
     plan       BLOB,
     status     TEXT NOT NULL,
     reason     TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    position   INTEGER NOT NULL  -- of the event that set the status
 ) WITHOUT ROWID;
 """
 
 _DEFINED = f"""
-INSERT INTO {PIPELINES_TABLE} VALUES (?, ?, ?, 'active', '', ?)
+INSERT INTO {PIPELINES_TABLE} VALUES (?, ?, ?, 'active', '', ?, ?)
 ON CONFLICT (name) DO UPDATE SET version = excluded.version, plan = excluded.plan, updated_at = excluded.updated_at
 WHERE status != 'deleted'
 """
 _STATUS = f"""
-INSERT INTO {PIPELINES_TABLE} VALUES (?, NULL, NULL, ?, ?, ?)
-ON CONFLICT (name) DO UPDATE SET status = excluded.status, reason = excluded.reason, updated_at = excluded.updated_at
+INSERT INTO {PIPELINES_TABLE} VALUES (?, NULL, NULL, ?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET status = excluded.status, reason = excluded.reason, updated_at = excluded.updated_at,
+    position = excluded.position
 WHERE status != 'deleted'
 """
 
@@ -54,6 +56,7 @@ class PipelineState(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     reason: str
     updated_at: str | None
+    position: int | None = None  # of the event that set the status
 
 
 class PipelineLifecycle:
@@ -66,13 +69,13 @@ class PipelineLifecycle:
         at = record.recorded_at
         match event:
             case PipelineDefined():
-                conn.execute(_DEFINED, (event.pipeline, event.version, encode_plan(event.stages), at))
+                conn.execute(_DEFINED, (event.pipeline, event.version, encode_plan(event.stages), at, record.position))
             case PipelineStarted():
-                conn.execute(_STATUS, (event.pipeline, "active", "", at))
+                conn.execute(_STATUS, (event.pipeline, "active", "", at, record.position))
             case PipelineStopped():
-                conn.execute(_STATUS, (event.pipeline, "stopped", event.reason, at))
+                conn.execute(_STATUS, (event.pipeline, "stopped", event.reason, at, record.position))
             case PipelineDeleted():
-                conn.execute(_STATUS, (event.pipeline, "deleted", "", at))
+                conn.execute(_STATUS, (event.pipeline, "deleted", "", at, record.position))
             case _:
                 pass
 
@@ -82,14 +85,15 @@ class PipelineLifecycle:
 
 def read_pipelines(conn: sqlite3.Connection) -> list[PipelineState]:
     cursor = conn.execute(
-        f"SELECT name, version, plan, status, reason, updated_at FROM {PIPELINES_TABLE} ORDER BY name"
+        f"SELECT name, version, plan, status, reason, updated_at, position FROM {PIPELINES_TABLE} ORDER BY name"
     )
     return [_state(row) for row in cursor]
 
 
 def read_pipeline(conn: sqlite3.Connection, name: str) -> PipelineState:
     row = conn.execute(
-        f"SELECT name, version, plan, status, reason, updated_at FROM {PIPELINES_TABLE} WHERE name = ?", (name,)
+        f"SELECT name, version, plan, status, reason, updated_at, position FROM {PIPELINES_TABLE} WHERE name = ?",
+        (name,),
     ).fetchone()
     if row is None:
         return PipelineState(name=name, version=None, plan=None, status="active", reason="", updated_at=None)
@@ -98,4 +102,4 @@ def read_pipeline(conn: sqlite3.Connection, name: str) -> PipelineState:
 
 def _state(row: tuple) -> PipelineState:  # type: ignore[type-arg]
     return PipelineState(name=row[0], version=row[1], plan=None if row[2] is None else decode_plan(row[2]),
-                         status=row[3], reason=row[4], updated_at=row[5])
+                         status=row[3], reason=row[4], updated_at=row[5], position=row[6])

@@ -29,7 +29,7 @@ from stagebus.projections.manifests import StageRollup
 from stagebus.projections.pipelines import PipelineState
 from stagebus.projections.replay import ReplayResult, VerifyResult
 from stagebus.projections.runner import BATCH_SIZE, Progress, ProjectionDB
-from stagebus.projections.runs import IngestedPartition, RunInfo, RunState
+from stagebus.projections.runs import IngestedPartition, RunHeader, RunInfo, RunState, TaskState
 from stagebus.store import EventStore
 
 
@@ -121,6 +121,21 @@ class Projections:
 
     def runs(self) -> list[RunInfo]:
         return _runs.read_runs(self._conn())
+
+    def run_header(self, run_id: str) -> RunHeader | None:
+        return _runs.read_run_header(self._conn(), run_id)
+
+    def child_runs(self, run_id: str) -> list[str]:
+        return _runs.read_child_runs(self._conn(), run_id)
+
+    def partition_runs(self, ref: str) -> list[tuple[str, int]]:
+        return _runs.read_partition_runs(self._conn(), ref)
+
+    def task(self, run_id: str, stage: str, partition: str) -> TaskState | None:
+        return _runs.read_task(self._conn(), run_id, stage, partition)
+
+    def failed_tasks(self, run_id: str, stage: str | None = None, limit: int = 50) -> list[TaskState]:
+        return _runs.read_failed_tasks(self._conn(), run_id, stage, limit)
 
     def ingested(self, run_id: str) -> list[IngestedPartition]:
         return _runs.read_ingested(self._conn(), run_id)

@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS {RUN_PARTITIONS_TABLE} (
     ingested_at    TEXT NOT NULL,
     PRIMARY KEY (run_id, ref)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {RUN_PARTITIONS_TABLE}_by_ref ON {RUN_PARTITIONS_TABLE} (ref, position);
 CREATE TABLE IF NOT EXISTS {STAGE_TASKS_TABLE} (
     run_id           TEXT NOT NULL,
     stage            TEXT NOT NULL,
@@ -160,6 +161,20 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 class RunState(RunInfo, frozen=True, kw_only=True):
     tasks: dict[tuple[str, str], TaskState]  # (stage, partition ref) -> state
+
+
+class RunHeader(msgspec.Struct, frozen=True, kw_only=True):
+    """What a run is, without its partitions or tasks: cheap to read for a run of any size."""
+
+    run_id: str
+    position: int  # of its RunOpened
+    pipeline: str
+    plan: tuple[PlannedStage, ...]
+    stages: tuple[str, ...] | None
+    parent_run_id: str | None
+    resume_from: str | None
+    sealed: bool
+    abandoned: bool
 
 
 class IngestedPartition(msgspec.Struct, frozen=True, kw_only=True):
@@ -278,6 +293,51 @@ def read_ingested(conn: sqlite3.Connection, run_id: str) -> list[IngestedPartiti
                           position=r[8], ingested_at=r[9])
         for r in cursor
     ]
+
+
+def read_run_header(conn: sqlite3.Connection, run_id: str) -> RunHeader | None:
+    row = conn.execute(
+        f"SELECT run_id, seq, pipeline, plan, stages, parent_run_id, resume_from, sealed_at, abandoned_at "
+        f"FROM {RUNS_TABLE} WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        return None
+    return RunHeader(run_id=row[0], position=row[1], pipeline=row[2], plan=decode_plan(row[3]),
+                     stages=decode_strings(row[4]), parent_run_id=row[5], resume_from=row[6],
+                     sealed=row[7] is not None, abandoned=row[8] is not None)
+
+
+def read_child_runs(conn: sqlite3.Connection, run_id: str) -> list[str]:
+    """Runs opened with ``run_id`` as their parent (resume chains), in the order they were opened."""
+    rows = conn.execute(f"SELECT run_id FROM {RUNS_TABLE} WHERE parent_run_id = ? ORDER BY seq", (run_id,))
+    return [r[0] for r in rows]
+
+
+def read_partition_runs(conn: sqlite3.Connection, ref: str) -> list[tuple[str, int]]:
+    """``(run_id, position of its PartitionIngested)`` of every run that ingested ``ref``, in log order."""
+    rows = conn.execute(f"SELECT run_id, position FROM {RUN_PARTITIONS_TABLE} WHERE ref = ? ORDER BY position",
+                        (ref,))
+    return [(r[0], r[1]) for r in rows]
+
+
+def read_task(conn: sqlite3.Connection, run_id: str, stage: str, partition: str) -> TaskState | None:
+    row = conn.execute(f"SELECT {_TASK_COLUMNS} FROM {STAGE_TASKS_TABLE} WHERE run_id = ? AND stage = ? "
+                       "AND partition = ?", (run_id, stage, partition)).fetchone()
+    return None if row is None else _task(row)
+
+
+def read_failed_tasks(conn: sqlite3.Connection, run_id: str, stage: str | None = None,
+                      limit: int = 50) -> list[TaskState]:
+    """A run's finally failed tasks (of one stage, or all), at most ``limit``."""
+    where, args = ("AND stage = ?", (run_id, stage, limit)) if stage else ("", (run_id, limit))
+    rows = conn.execute(f"SELECT {_TASK_COLUMNS} FROM {STAGE_TASKS_TABLE} WHERE run_id = ? {where} "
+                        "AND status = 'failed' ORDER BY stage, partition LIMIT ?", args)
+    return [_task(r) for r in rows]
+
+
+def _task(r: tuple) -> TaskState:  # type: ignore[type-arg]
+    return TaskState(stage=r[0], partition=r[1], status=r[2], attempts=r[3], last_error=r[4], worker=r[5],
+                     records_in=r[6], records_out=r[7], records_rejected=r[8], duration_s=r[9] / 1_000_000,
+                     updated_at=r[10])
 
 
 def _tasks(conn: sqlite3.Connection, run_id: str) -> list[TaskState]:

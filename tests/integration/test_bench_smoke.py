@@ -138,3 +138,13 @@ def test_serve_bench_switches_one_partition_and_rebuilds_at_a_tiny_size(tmp_path
     (size,) = figures["sizes"]
     assert size["partitions"] == 20 and size["records"] == 40 and size["ratio_switch_to_rebuild"] > 0
     assert json.loads((tmp_path / "serve.json").read_text())["sizes"] == figures["sizes"]
+
+
+def test_why_bench_explains_partitions_at_a_tiny_size(tmp_path: Path) -> None:
+    from bench import why
+
+    args = argparse.Namespace(quick=True, partitions=30, samples=5, repeats=1, json=tmp_path / "why.json")
+    figures = why.run(args)
+    assert figures["partitions"] == 30 and figures["samples"] == 5 and figures["facts"] >= 7
+    assert figures["cli_ok"] and figures["ratio"] > 0
+    assert json.loads((tmp_path / "why.json").read_text())["events"] == figures["events"]
