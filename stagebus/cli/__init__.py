@@ -24,7 +24,7 @@ from stagebus.errors import InvalidInput, StagebusError
 
 # Modules of this package that add commands; one that is not there (yet) is skipped.
 COMMAND_MODULES = ("publish", "run", "runs", "demo", "state", "manifest", "query", "log", "replay", "pipeline", "gc",
-                   "artifacts", "fleet")
+                   "artifacts", "fleet", "export")
 
 _logger = logging.getLogger("stagebus.cli")  # not "log": the package has a log submodule
 
