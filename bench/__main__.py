@@ -19,6 +19,7 @@ BENCHMARKS = {
     "stages": "bench.stages",
     "durability": "bench.durability",
     "verify": "bench.verify",
+    "asof": "bench.asof",
 }
 
 

@@ -119,3 +119,14 @@ def test_verify_bench_reads_verified_and_unverified_at_a_tiny_size(tmp_path: Pat
     # Then both read every record and the figures are written
     assert figures["records"] == 500 and figures["ratio_verified_to_unverified"] > 0
     assert json.loads((tmp_path / "verify.json").read_text())["bytes"] == figures["bytes"]
+
+
+def test_asof_bench_reads_the_ledger_as_of_positions_at_a_tiny_size(tmp_path: Path) -> None:
+    from bench import asof
+
+    # Given a tiny synthetic log / When the as-of bench measures it
+    figures = asof.measure(tmp_path, 500, repeats=1)
+    # Then the head view has every ledger row and the figures carry a ratio against the raw scan
+    assert figures["ledger_rows"] == 500 // history.EVENTS_PER_PARTITION
+    assert figures["rows_as_of_middle"] <= figures["ledger_rows"]
+    assert figures["ratio_head_vs_raw"] > 0
