@@ -22,6 +22,7 @@ BENCHMARKS = {
     "json_arrays": "bench.json_arrays",
     "serve": "bench.serve",
     "why": "bench.why",
+    "asof": "bench.asof",
 }
 
 

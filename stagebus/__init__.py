@@ -1,11 +1,12 @@
 """stagebus: an event-sourced pipeline-stage orchestrator.
 
-This module is the public API: ``from stagebus import stage, Pipeline, open_producer``. The
+This module is the public API: ``from stagebus import stage, Pipeline, open_producer, read``. The
 subpackages are the implementation, layered one way — ``events`` ← ``store`` ←
 ``projections`` ← ``artifacts``/``pipeline`` ← ``actors`` ← ``stages`` ← ``cli`` — and may
 change without notice.
 """
 
+from stagebus.consumer import Changes, Snapshot, changes, read
 from stagebus.errors import (
     ContractError,
     InvalidInput,
@@ -22,6 +23,7 @@ from stagebus.stages import REFERENCE_STAGES, build_reference_pipeline
 __version__ = "0.1.0"
 __all__ = [
     "REFERENCE_STAGES",
+    "Changes",
     "ContractError",
     "FileOutput",
     "InvalidInput",
@@ -31,12 +33,15 @@ __all__ = [
     "Producer",
     "PublishResult",
     "RetryPolicy",
+    "Snapshot",
     "StageContext",
     "StageDefinition",
     "StagebusError",
     "StoreError",
     "StoreUnavailable",
     "build_reference_pipeline",
+    "changes",
     "open_producer",
+    "read",
     "stage",
 ]

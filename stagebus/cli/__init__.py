@@ -24,8 +24,8 @@ from stagebus.cli._help import tidy
 from stagebus.errors import InvalidInput, StagebusError
 
 # Modules of this package that add commands; one that is not there (yet) is skipped.
-COMMAND_MODULES = ("publish", "run", "runs", "why", "demo", "state", "manifest", "rejects", "query", "log", "replay",
-                   "pipeline", "gc", "artifacts", "fleet")
+COMMAND_MODULES = ("publish", "run", "runs", "why", "demo", "state", "manifest", "rejects", "export", "query", "log",
+                   "replay", "pipeline", "gc", "artifacts", "fleet")
 
 HELP_OPTION_NAMES = ["-h", "--help"]
 

@@ -9,7 +9,7 @@ rebuild swaps files, :mod:`.runner` for checkpointed catch-up, :mod:`.replay` fo
 """
 
 from stagebus.projections.base import Projection
-from stagebus.projections.ledger import STATUSES, LedgerEntry, PartitionLedger
+from stagebus.projections.ledger import STATUSES, LedgerChange, LedgerEntry, PartitionLedger
 from stagebus.projections.manifests import ManifestIndex, StageRollup
 from stagebus.projections.pipelines import PipelineLifecycle, PipelineState
 from stagebus.projections.reader import Projections
@@ -21,6 +21,7 @@ __all__ = [
     "BATCH_SIZE",
     "STATUSES",
     "IngestedPartition",
+    "LedgerChange",
     "LedgerEntry",
     "ManifestIndex",
     "PartitionLedger",

@@ -20,6 +20,21 @@ Rules (each has a unit test in ``tests/unit/test_projections_ledger.py``):
 - ``RunAbandoned`` for run ``r``: ``r`` decides nothing from then on, and a row showing ``r``
   without a verdict reads ``invalid`` with reason ``"run r abandoned: <reason>"`` (so it is not
   pending); any run's later verdict replaces that, as does a newer run's ingestion.
+- ``updated_at`` is the ``recorded_at`` of the last event that changed the row. For a verdict that
+  is the partition's *own* verdict time: its last stage manifest under its ref for ``valid``
+  (run-level stages that follow vouch for every partition of the run at once, so their time is
+  the run's, not the partition's), the failure that decided it for ``invalid`` (a run-level failure
+  or an abandonment concerns every partition of the run: its time).
+- ``records`` and ``rejected`` describe the run whose verdict the row shows, as of that verdict
+  (NULL while the row has no verdict): ``records`` is ``records_in`` of the partition's manifest of
+  the plan's first root stage (a partition-scoped stage with no ``after``; for the reference
+  pipeline ingest, i.e. rows read), NULL if that stage wrote none; ``rejected`` is the sum of
+  ``records_rejected`` over the partition's own manifests in that run (run-level stages' rejects
+  belong to no one partition and are not counted).
+- History: every change of a row is kept in ``ledger_history`` with the position of the event
+  that made it (a full copy of the row), so the ledger as of any position is a lookup
+  (:func:`read_ledger_as_of`). A change of status or run is tagged: ``valid`` (became valid),
+  ``replaced`` (valid again, at another run), ``invalid`` (became invalid); :func:`read_changes`.
 """
 
 from __future__ import annotations
@@ -43,7 +58,7 @@ from stagebus.events import (
 )
 from stagebus.projections.base import decode_plan, encode_plan
 from stagebus.store import RecordedEvent
-from stagebus.store.keys import LEDGER_PROGRESS_TABLE, LEDGER_RUNS_TABLE, LEDGER_TABLE
+from stagebus.store.keys import LEDGER_HISTORY_TABLE, LEDGER_PROGRESS_TABLE, LEDGER_RUNS_TABLE, LEDGER_TABLE
 
 Status = Literal["pending", "valid", "invalid"]
 STATUSES: tuple[str, ...] = ("pending", "valid", "invalid")
@@ -58,6 +73,9 @@ CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
     updated_at  TEXT NOT NULL,
     reason      TEXT,
     verdict_seq INTEGER,  -- RunOpened position of the run whose verdict the row shows
+    records     INTEGER,
+    rejected    INTEGER,
+    position    INTEGER NOT NULL,  -- of the last event that wrote the row (maybe changing nothing)
     PRIMARY KEY (dataset, partition)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {LEDGER_TABLE}_by_status ON {LEDGER_TABLE} (status);
@@ -76,8 +94,48 @@ CREATE TABLE IF NOT EXISTS {LEDGER_PROGRESS_TABLE} (
     stages_done INTEGER NOT NULL,
     verdict     TEXT,
     reason      TEXT,
+    last_at     TEXT,      -- recorded_at of the ref's last stage manifest in the run
+    records     INTEGER,   -- records_in of its root-stage manifest
+    rejected    INTEGER NOT NULL,
     PRIMARY KEY (run_id, ref)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {LEDGER_HISTORY_TABLE} (
+    version    INTEGER PRIMARY KEY,  -- write order: several versions may share a position
+    position   INTEGER NOT NULL,
+    dataset    TEXT NOT NULL,
+    partition  TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    run_id     TEXT,
+    attempts   INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    reason     TEXT,
+    records    INTEGER,
+    rejected   INTEGER,
+    change     TEXT  -- valid | replaced | invalid, or NULL when status and run stayed
+);
+CREATE INDEX IF NOT EXISTS {LEDGER_HISTORY_TABLE}_by_position ON {LEDGER_HISTORY_TABLE} (position);
+CREATE INDEX IF NOT EXISTS {LEDGER_HISTORY_TABLE}_by_change ON {LEDGER_HISTORY_TABLE} (dataset, position)
+    WHERE change IS NOT NULL;
+CREATE TRIGGER IF NOT EXISTS {LEDGER_TABLE}_inserted AFTER INSERT ON {LEDGER_TABLE} BEGIN
+    INSERT INTO {LEDGER_HISTORY_TABLE} (position, dataset, partition, status, run_id, attempts, updated_at,
+                                        reason, records, rejected, change)
+    VALUES (new.position, new.dataset, new.partition, new.status, new.run_id, new.attempts, new.updated_at,
+            new.reason, new.records, new.rejected,
+            CASE new.status WHEN 'valid' THEN 'valid' WHEN 'invalid' THEN 'invalid' END);
+END;
+CREATE TRIGGER IF NOT EXISTS {LEDGER_TABLE}_updated AFTER UPDATE ON {LEDGER_TABLE}
+WHEN old.status IS NOT new.status OR old.run_id IS NOT new.run_id OR old.attempts IS NOT new.attempts
+     OR old.updated_at IS NOT new.updated_at OR old.reason IS NOT new.reason OR old.records IS NOT new.records
+     OR old.rejected IS NOT new.rejected
+BEGIN
+    INSERT INTO {LEDGER_HISTORY_TABLE} (position, dataset, partition, status, run_id, attempts, updated_at,
+                                        reason, records, rejected, change)
+    VALUES (new.position, new.dataset, new.partition, new.status, new.run_id, new.attempts, new.updated_at,
+            new.reason, new.records, new.rejected,
+            CASE WHEN new.status = 'valid' AND old.status IS NOT 'valid' THEN 'valid'
+                 WHEN new.status = 'valid' AND old.run_id IS NOT new.run_id THEN 'replaced'
+                 WHEN new.status = 'invalid' AND old.status IS NOT 'invalid' THEN 'invalid' END);
+END;
 """
 
 # Every write to a ledger row, as one statement so a batch of them goes in one executemany, in
@@ -85,8 +143,9 @@ CREATE TABLE IF NOT EXISTS {LEDGER_PROGRESS_TABLE} (
 # replaces the row's verdict only when it comes from a newer run than the one the row shows.
 _NEWER = "excluded.verdict_seq > coalesce(verdict_seq, -1)"
 _LEDGER_ROW = f"""
-INSERT INTO {LEDGER_TABLE} (dataset, partition, status, run_id, attempts, updated_at, reason, verdict_seq)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO {LEDGER_TABLE} (dataset, partition, status, run_id, attempts, updated_at, reason, verdict_seq,
+                            records, rejected, position)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (dataset, partition) DO UPDATE SET
     attempts = attempts + excluded.attempts,
     status = CASE WHEN {_NEWER} THEN excluded.status
@@ -100,6 +159,13 @@ ON CONFLICT (dataset, partition) DO UPDATE SET
                   ELSE run_id END,
     updated_at = CASE WHEN excluded.verdict_seq IS NULL OR {_NEWER} THEN excluded.updated_at
                       ELSE updated_at END,
+    records = CASE WHEN {_NEWER} THEN excluded.records
+                   WHEN excluded.verdict_seq IS NULL AND verdict_seq IS NULL THEN excluded.records
+                   ELSE records END,
+    rejected = CASE WHEN {_NEWER} THEN excluded.rejected
+                    WHEN excluded.verdict_seq IS NULL AND verdict_seq IS NULL THEN excluded.rejected
+                    ELSE rejected END,
+    position = excluded.position,
     verdict_seq = CASE WHEN {_NEWER} THEN excluded.verdict_seq ELSE verdict_seq END
 """
 
@@ -110,6 +176,7 @@ class RunPlan(msgspec.Struct, frozen=True):
     seq: int
     partition_stages: frozenset[str]
     run_stages: frozenset[str]
+    root_stage: str | None  # the first partition stage with no upstream: its records_in is "records"
 
     @property
     def stages(self) -> int:
@@ -124,6 +191,21 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int
     updated_at: str | None
     reason: str | None
+    records: int | None = None
+    rejected: int | None = None
+
+
+class LedgerChange(msgspec.Struct, frozen=True, kw_only=True):
+    """A partition that became valid, was replaced (valid at another run) or became invalid."""
+
+    position: int  # of the event that made the change
+    dataset: str
+    partition: str
+    change: Literal["valid", "replaced", "invalid"]
+    status: Status
+    run_id: str | None
+    reason: str | None
+    at: str
 
 
 class PartitionLedger:
@@ -133,14 +215,16 @@ class PartitionLedger:
     ``executemany`` calls per batch."""
 
     name = "ledger"
-    tables: tuple[str, ...] = (LEDGER_TABLE, LEDGER_RUNS_TABLE, LEDGER_PROGRESS_TABLE)
+    tables: tuple[str, ...] = (LEDGER_TABLE, LEDGER_RUNS_TABLE, LEDGER_PROGRESS_TABLE, LEDGER_HISTORY_TABLE)
     schema = SCHEMA
     handles: tuple[type[Event], ...] = (RunOpened, PartitionIngested, RunSealed, RunAbandoned, ManifestWritten,
                                         StageFailed)
 
     def __init__(self) -> None:
         self._plans: dict[str, RunPlan] = {}  # immutable facts: kept across batches
-        self._progress: dict[tuple[str, str], list[Any]] = {}  # (run, ref) -> [stages_done, verdict, reason]
+        # (run, ref) -> [stages_done, verdict, reason, last_at, records, rejected]
+        self._progress: dict[tuple[str, str], list[Any]] = {}
+        self._position = 0  # of the event being applied
         self._runs: dict[str, list[Any]] = {}  # run -> [run_stages_done, failure]
         self._dirty_progress: set[tuple[str, str]] = set()
         self._dirty_runs: set[str] = set()
@@ -148,6 +232,7 @@ class PartitionLedger:
 
     def apply(self, conn: sqlite3.Connection, record: RecordedEvent, event: AnyEvent) -> None:
         at = record.recorded_at
+        self._position = record.position
         match event:
             case RunOpened():
                 conn.execute(
@@ -157,7 +242,7 @@ class PartitionLedger:
             case PartitionIngested():
                 abandoned = self._abandoned(conn, event.run_id)
                 self._rows.append((event.dataset, event.partition, "pending" if abandoned is None else "invalid",
-                                   event.run_id, 1, at, abandoned, None))
+                                   event.run_id, 1, at, abandoned, None, None, None, record.position))
                 self._touch(conn, event.run_id, event.ref, at)
             case RunAbandoned():
                 self._abandon(conn, event, at)
@@ -174,7 +259,7 @@ class PartitionLedger:
     def flush(self, conn: sqlite3.Connection) -> None:
         if self._dirty_progress:
             conn.executemany(
-                f"INSERT OR REPLACE INTO {LEDGER_PROGRESS_TABLE} VALUES (?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO {LEDGER_PROGRESS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run, ref, *self._progress[(run, ref)]) for run, ref in sorted(self._dirty_progress)],
             )
         if self._dirty_runs:
@@ -203,9 +288,9 @@ class PartitionLedger:
         self._dirty_runs.add(event.run_id)
         self.flush(conn)  # rare: let SQL see every row written so far
         conn.execute(
-            f"UPDATE {LEDGER_TABLE} SET status = 'invalid', reason = ?, updated_at = ? "
+            f"UPDATE {LEDGER_TABLE} SET status = 'invalid', reason = ?, updated_at = ?, position = ? "
             "WHERE run_id = ? AND verdict_seq IS NULL",
-            (state[2], at, event.run_id),
+            (state[2], at, self._position, event.run_id),
         )
 
     def _abandoned(self, conn: sqlite3.Connection, run_id: str) -> str | None:
@@ -231,6 +316,12 @@ class PartitionLedger:
             return
         progress = self._touch(conn, event.run_id, event.partition, at)
         progress[0] += 1
+        if progress[1] is None:  # counts as of the verdict: later duplicates change nothing
+            metrics = event.manifest.metrics
+            progress[3] = at
+            progress[5] += metrics.records_rejected
+            if event.stage == plan.root_stage:
+                progress[4] = metrics.records_in
         self._dirty_progress.add((event.run_id, event.partition))
         if progress[1] is None and progress[0] == len(plan.partition_stages):
             self._judge(conn, event.run_id, event.partition, progress, plan, at)
@@ -259,9 +350,10 @@ class PartitionLedger:
         if progress is not None:
             return progress
         row = conn.execute(
-            f"SELECT stages_done, verdict, reason FROM {LEDGER_PROGRESS_TABLE} WHERE run_id = ? AND ref = ?", key
+            f"SELECT stages_done, verdict, reason, last_at, records, rejected FROM {LEDGER_PROGRESS_TABLE} "
+            "WHERE run_id = ? AND ref = ?", key
         ).fetchone()
-        progress = self._progress[key] = list(row) if row is not None else [0, None, None]
+        progress = self._progress[key] = list(row) if row is not None else [0, None, None, None, None, 0]
         if row is None:
             self._dirty_progress.add(key)
             plan = self._plan(conn, run_id)
@@ -278,7 +370,7 @@ class PartitionLedger:
         if failure is not None:
             self._decide(run_id, ref, progress, plan, "invalid", failure, at)
         elif progress[0] == len(plan.partition_stages) and run_done == len(plan.run_stages) and plan.stages:
-            self._decide(run_id, ref, progress, plan, "valid", None, at)
+            self._decide(run_id, ref, progress, plan, "valid", None, progress[3] or at)
 
     def _decide(self, run_id: str, ref: str, progress: list[Any], plan: RunPlan, status: Status,
                 reason: str | None, at: str) -> None:
@@ -287,7 +379,8 @@ class PartitionLedger:
         progress[1], progress[2] = status, reason
         self._dirty_progress.add((run_id, ref))
         dataset, partition = split_partition_ref(ref)
-        self._rows.append((dataset, partition, status, run_id, 0, at, reason, plan.seq))
+        self._rows.append((dataset, partition, status, run_id, 0, at, reason, plan.seq, progress[4], progress[5],
+                           self._position))
 
     def _decide_run(self, conn: sqlite3.Connection, run_id: str, plan: RunPlan, status: Status,
                     reason: str | None, at: str) -> None:
@@ -298,12 +391,14 @@ class PartitionLedger:
         args = (status, reason, run_id, *((len(plan.partition_stages),) if status == "valid" else ()))
         decided = conn.execute(
             f"UPDATE {LEDGER_PROGRESS_TABLE} SET verdict = ?, reason = ? "
-            f"WHERE run_id = ? AND verdict IS NULL{complete} RETURNING ref",
+            f"WHERE run_id = ? AND verdict IS NULL{complete} RETURNING ref, last_at, records, rejected",
             args,
         ).fetchall()
-        for (ref,) in sorted(decided):
+        for ref, last_at, records, rejected in sorted(decided):
             dataset, partition = split_partition_ref(ref)
-            self._rows.append((dataset, partition, status, run_id, 0, at, reason, plan.seq))
+            own_at = last_at if status == "valid" and last_at is not None else at
+            self._rows.append((dataset, partition, status, run_id, 0, own_at, reason, plan.seq, records, rejected,
+                               self._position))
 
     def _run(self, conn: sqlite3.Connection, run_id: str) -> list[Any]:
         state = self._runs.get(run_id)
@@ -321,10 +416,12 @@ class PartitionLedger:
             if row is None:
                 return None  # not cached: the run may be opened later
             stages = decode_plan(row[1])
+            roots = [s.name for s in stages if s.scope == "partition" and not s.after]
             plan = RunPlan(
                 row[0],
                 frozenset(s.name for s in stages if s.scope == "partition"),
                 frozenset(s.name for s in stages if s.scope == "run"),
+                roots[0] if roots else None,
             )
             self._plans[run_id] = plan
         return plan
@@ -332,7 +429,7 @@ class PartitionLedger:
 
 # --- reads ----------------------------------------------------------------------------------
 
-_COLUMNS = "dataset, partition, status, run_id, attempts, updated_at, reason"
+_COLUMNS = "dataset, partition, status, run_id, attempts, updated_at, reason, records, rejected"
 
 
 def read_ledger(conn: sqlite3.Connection, *, dataset: str | None = None, status: str | None = None,
@@ -361,4 +458,35 @@ def read_entry(conn: sqlite3.Connection, dataset: str, partition: str) -> Ledger
 
 def _entry(row: tuple) -> LedgerEntry:  # type: ignore[type-arg]
     return LedgerEntry(dataset=row[0], partition=row[1], status=row[2], run_id=row[3],
-                       attempts=row[4], updated_at=row[5], reason=row[6])
+                       attempts=row[4], updated_at=row[5], reason=row[6], records=row[7], rejected=row[8])
+
+
+def read_ledger_as_of(conn: sqlite3.Connection, position: int, *, dataset: str | None = None,
+                      status: str | None = None, run_id: str | None = None) -> list[LedgerEntry]:
+    """The ledger as it stood once the event at ``position`` was applied: each row's last version
+    at or before it (the projection must have applied ``position``)."""
+    where, args = [], []
+    for column, value in (("dataset", dataset), ("status", status), ("run_id", run_id)):
+        if value is not None:
+            where.append(f"h.{column} = ?")
+            args.append(value)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    cursor = conn.execute(
+        f"SELECT h.dataset, h.partition, h.status, h.run_id, h.attempts, h.updated_at, h.reason, h.records, "
+        f"h.rejected FROM {LEDGER_HISTORY_TABLE} h JOIN (SELECT max(version) AS version FROM {LEDGER_HISTORY_TABLE} "
+        f"WHERE position <= ? GROUP BY dataset, partition) last ON h.version = last.version {clause} "
+        "ORDER BY h.dataset, h.partition",
+        (position, *args),
+    )
+    return [_entry(row) for row in cursor]
+
+
+def read_changes(conn: sqlite3.Connection, dataset: str, *, after: int, until: int) -> list[LedgerChange]:
+    """Status or run changes of ``dataset``'s partitions at positions in ``(after, until]``, in log order."""
+    cursor = conn.execute(
+        f"SELECT position, dataset, partition, change, status, run_id, reason, updated_at FROM {LEDGER_HISTORY_TABLE} "
+        "WHERE dataset = ? AND position > ? AND position <= ? AND change IS NOT NULL ORDER BY position, version",
+        (dataset, after, until),
+    )
+    return [LedgerChange(position=r[0], dataset=r[1], partition=r[2], change=r[3], status=r[4], run_id=r[5],
+                         reason=r[6], at=r[7]) for r in cursor]

@@ -24,7 +24,7 @@ from stagebus.projections import pipelines as _pipelines
 from stagebus.projections import replay as _replay
 from stagebus.projections import runs as _runs
 from stagebus.projections.generations import FileGenerations, Generations, MemoryGenerations
-from stagebus.projections.ledger import LedgerEntry
+from stagebus.projections.ledger import LedgerChange, LedgerEntry
 from stagebus.projections.manifests import StageRollup
 from stagebus.projections.pipelines import PipelineState
 from stagebus.projections.replay import ReplayResult, VerifyResult
@@ -111,6 +111,17 @@ class Projections:
     def ledger(self, dataset: str | None = None, status: str | None = None,
                run_id: str | None = None) -> list[LedgerEntry]:
         return _ledger.read_ledger(self._conn(), dataset=dataset, status=status, run_id=run_id)
+
+    def ledger_as_of(self, position: int, dataset: str | None = None, status: str | None = None,
+                     run_id: str | None = None) -> list[LedgerEntry]:
+        """The ledger as it stood at ``position`` (which the projections must have applied)."""
+        return _ledger.read_ledger_as_of(self._conn(), position, dataset=dataset, status=status, run_id=run_id)
+
+    def changes(self, dataset: str, *, after: int, until: int | None = None) -> list[LedgerChange]:
+        """Partitions of ``dataset`` that became valid, were replaced or became invalid at a position
+        after ``after`` (up to ``until``, default the checkpoint), in log order."""
+        return _ledger.read_changes(self._conn(), dataset, after=after,
+                                    until=self.checkpoint() if until is None else until)
 
     def partition(self, dataset: str, partition: str) -> LedgerEntry:
         """One partition's ledger entry; one the log never mentioned reads as pending."""

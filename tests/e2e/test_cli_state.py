@@ -20,7 +20,7 @@ from stagebus.cli._context import resolve_plan
 from stagebus.events import RUN_SCOPE, Manifest, ManifestWritten, StageFailed
 from stagebus.store import SqliteEventStore
 
-KEYS = ["dataset", "partition", "status", "run_id", "attempts", "updated_at", "reason"]
+KEYS = ["dataset", "partition", "status", "run_id", "attempts", "updated_at", "reason", "records", "rejected"]
 
 
 def stagebus(home: Path, *args: str) -> Result:
@@ -120,6 +120,37 @@ def test_inspect_of_a_home_without_a_log_is_one_line_exit_1(tmp_path: Path) -> N
     # Then it fails with one line, creating nothing
     assert result.exit_code == 1 and result.stderr.startswith("stagebus: error: no store at")
     assert not (tmp_path / "nothing").exists()
+
+
+def test_inspect_shows_records_and_rejected(home: Path) -> None:
+    # Given a home whose manifests counted no records (the helper writes default metrics)
+    rows = json.loads(stagebus(home, "state", "inspect", "--format", "json").stdout)
+    table_out = stagebus(home, "state", "inspect").stdout
+    # Then JSON has the counts of each verdict and the table has the columns
+    assert [(r["records"], r["rejected"]) for r in rows] == [(0, 0), (0, 0), (None, 0)]
+    assert "rec/rej" in table_out and "0/0" in table_out
+
+
+def test_inspect_as_of_shows_the_ledger_at_a_position(home: Path) -> None:
+    # Given a home: positions 1-2 publish airports in r1 (RunOpened + first partition), 3 the second
+    # When inspecting as of position 2, and as of the head
+    early = json.loads(stagebus(home, "state", "inspect", "--as-of", "2", "--format", "json").stdout)
+    now = json.loads(stagebus(home, "state", "inspect", "--format", "json").stdout)
+    with SqliteEventStore(home / "log.db") as store:
+        head = store.head()
+    at_head = json.loads(stagebus(home, "state", "inspect", "--as-of", str(head), "--format", "json").stdout)
+    # Then the early view has only the first partition, pending; the head view is today's ledger
+    assert [(r["partition"], r["status"]) for r in early] == [("CA", "pending")]
+    assert at_head == now
+
+
+@pytest.mark.parametrize("position", ["-1", "10000"])
+def test_inspect_as_of_outside_the_log_is_one_line_exit_2(home: Path, position: str) -> None:
+    # When asking for a position before the start or beyond the head
+    result = stagebus(home, "state", "inspect", "--as-of", position)
+    # Then one error line, exit 2
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "outside the log" in result.stderr
 
 
 # --- read-only -------------------------------------------------------------------------------

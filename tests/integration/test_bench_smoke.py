@@ -148,3 +148,14 @@ def test_why_bench_explains_partitions_at_a_tiny_size(tmp_path: Path) -> None:
     assert figures["partitions"] == 30 and figures["samples"] == 5 and figures["facts"] >= 7
     assert figures["cli_ok"] and figures["ratio"] > 0
     assert json.loads((tmp_path / "why.json").read_text())["events"] == figures["events"]
+
+
+def test_asof_bench_reads_the_ledger_as_of_positions_at_a_tiny_size(tmp_path: Path) -> None:
+    from bench import asof
+
+    # Given a tiny synthetic log / When the as-of bench measures it
+    figures = asof.measure(tmp_path, 500, repeats=1)
+    # Then the head view has every ledger row and the figures carry a ratio against the raw scan
+    assert figures["ledger_rows"] == 500 // history.EVENTS_PER_PARTITION
+    assert figures["rows_as_of_middle"] <= figures["ledger_rows"]
+    assert figures["ratio_head_vs_raw"] > 0

@@ -1,5 +1,5 @@
 """Layers point one way: ``events`` ← ``store`` ← ``projections`` ← ``artifacts`` ← ``pipeline``
-← ``actors`` ← ``stages`` ← ``producer``, ``cli``. A module may import its own layer and those
+← ``actors`` ← ``stages`` ← ``producer``, ``consumer``, ``cli``. A module may import its own layer and those
 below it, never one above (lazy imports inside functions count too)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import stagebus
 PACKAGE = Path(stagebus.__file__).parent
 LAYERS = {
     "errors": 0, "events": 0, "store": 1, "settings": 1, "projections": 2, "artifacts": 3,
-    "pipeline": 4, "actors": 5, "stages": 6, "producer": 7, "cli": 7,
+    "pipeline": 4, "actors": 5, "stages": 6, "producer": 7, "consumer": 7, "cli": 7,
 }
 
 

@@ -256,8 +256,9 @@ def test_updated_at_comes_from_the_log_not_the_clock(log: LogWriter, caught_up: 
     log.full_run("r1", ("airports/state=CA",))
     # When the ledger catches up
     entry = caught_up().partition("airports", "state=CA")
-    # Then updated_at is the recorded_at of the event that decided it: the last of its 9 events
-    assert entry.updated_at == "2026-01-01T00:00:00.000009Z"
+    # Then updated_at is the recorded_at of its own verdict: its last stage manifest (event 6 of 9;
+    # the run-level stages after it vouch for every partition of the run at once)
+    assert entry.updated_at == "2026-01-01T00:00:00.000006Z"
 
 
 def test_the_ledger_filters_by_dataset_status_and_run(log: LogWriter, caught_up: CatchUp) -> None:
@@ -279,3 +280,111 @@ def test_plan_fixture_has_partition_and_run_stages() -> None:
     # Given the plan the tests use
     # Then it has the reference pipeline's shape: three partition stages, then three run-level ones
     assert [s.scope for s in PLAN] == ["partition"] * 3 + ["run"] * 3
+
+
+def test_each_partition_of_a_run_keeps_its_own_verdict_time(log: LogWriter, caught_up: CatchUp) -> None:
+    # Given a run whose two partitions finish their stages at different times, then its run stages
+    log.open("r1")
+    log.ingest("r1", "airports/state=CA")
+    log.ingest("r1", "airports/state=NY")
+    log.partition_stages("r1", "airports/state=CA")  # events 4-6
+    log.partition_stages("r1", "airports/state=NY")  # events 7-9
+    log.run_stages("r1")  # events 10-12
+    # When the ledger catches up
+    ledger = {e.partition: e.updated_at for e in caught_up().ledger()}
+    # Then each partition shows the time of its own last manifest, not the serve manifest's
+    assert ledger == {"state=CA": "2026-01-01T00:00:00.000006Z", "state=NY": "2026-01-01T00:00:00.000009Z"}
+
+
+def test_a_run_level_failure_stamps_its_own_time_on_every_partition(log: LogWriter, caught_up: CatchUp) -> None:
+    # Given two complete partitions of a run whose link stage then fails for good (event 10)
+    log.open("r1")
+    for ref in ("airports/state=CA", "airports/state=NY"):
+        log.ingest("r1", ref)
+    for ref in ("airports/state=CA", "airports/state=NY"):
+        log.partition_stages("r1", ref)
+    log.failed("r1", "link", "*")
+    # Then the failure, which concerns them all, is their verdict time
+    assert {e.updated_at for e in caught_up().ledger()} == {"2026-01-01T00:00:00.000010Z"}
+
+
+def test_records_and_rejected_come_from_the_verdict_runs_manifests(log: LogWriter, caught_up: CatchUp) -> None:
+    # Given a valid partition whose ingest read 50 rows and whose three stages rejected 2, 3 and 4
+    ref = "airports/state=CA"
+    log.open("r1")
+    log.ingest("r1", ref)
+    for stage, records_in, rejected in (("ingest", 50, 2), ("normalize", 48, 3), ("extract", 45, 4)):
+        log.manifest("r1", stage, ref, records_in=records_in, records_rejected=rejected)
+    log.run_stages("r1")
+    # When the ledger catches up
+    entry = caught_up().partition("airports", "state=CA")
+    # Then records is the root stage's records_in and rejected the sum over its own manifests
+    assert (entry.status, entry.records, entry.rejected) == ("valid", 50, 9)
+
+
+def test_records_and_rejected_are_null_while_no_run_has_a_verdict(log: LogWriter, caught_up: CatchUp) -> None:
+    # Given a partition ingested and half processed, without a verdict
+    log.open("r1")
+    log.ingest("r1", "airports/state=CA")
+    log.manifest("r1", "ingest", "airports/state=CA")
+    # Then its counts are unknown
+    entry = caught_up().partition("airports", "state=CA")
+    assert (entry.status, entry.records, entry.rejected) == ("pending", None, None)
+
+
+def test_an_invalid_partition_counts_what_its_run_did_before_failing(log: LogWriter, caught_up: CatchUp) -> None:
+    # Given a partition whose ingest read 10 rows rejecting 1, then normalize failed for good
+    log.open("r1")
+    log.ingest("r1", "airports/state=CA")
+    log.manifest("r1", "ingest", "airports/state=CA", records_in=10, records_rejected=1)
+    log.failed("r1", "normalize", "airports/state=CA")
+    # Then the invalid row counts ingest's records and rejects
+    entry = caught_up().partition("airports", "state=CA")
+    assert (entry.status, entry.records, entry.rejected) == ("invalid", 10, 1)
+
+
+def test_a_row_keeps_the_counts_of_the_run_whose_verdict_it_shows(log: LogWriter, caught_up: CatchUp) -> None:
+    # Given a partition valid in r1 (10 rows), re-ingested by r2 which read 99 rows and is still running
+    log.full_run("r1", ("airports/state=CA",))
+    log.open("r2")
+    log.ingest("r2", "airports/state=CA")
+    log.manifest("r2", "ingest", "airports/state=CA", records_in=99)
+    # Then the row still shows r1 and r1's counts
+    entry = caught_up().partition("airports", "state=CA")
+    assert (entry.run_id, entry.records, entry.rejected) == ("r1", 10, 3)
+
+
+def test_the_ledger_as_of_a_position_is_the_ledger_then(log: LogWriter, caught_up: CatchUp) -> None:
+    # Given a partition valid in r1 (positions 1-9), then invalid in r2 (positions 10-12)
+    log.full_run("r1", ("airports/state=CA",))
+    log.open("r2")
+    log.ingest("r2", "airports/state=CA")
+    log.failed("r2", "ingest", "airports/state=CA")
+    projections = caught_up()
+    # When read as of several positions
+    # Then each shows the row as it stood once that event was applied
+    assert projections.ledger_as_of(0) == []
+    assert [(e.status, e.run_id, e.attempts) for e in projections.ledger_as_of(2)] == [("pending", "r1", 1)]
+    assert [(e.status, e.run_id, e.attempts) for e in projections.ledger_as_of(9)] == [("valid", "r1", 1)]
+    assert [(e.status, e.run_id, e.attempts) for e in projections.ledger_as_of(11)] == [("valid", "r1", 2)]
+    assert projections.ledger_as_of(12) == projections.ledger()
+
+
+def test_changes_list_valid_replaced_and_invalid_in_log_order(log: LogWriter, caught_up: CatchUp) -> None:
+    # Given CA valid in r1, valid again in r2, then invalid in r3; and NY valid in r2
+    log.full_run("r1", ("airports/state=CA",))
+    log.full_run("r2", ("airports/state=CA", "airports/state=NY"))
+    log.open("r3")
+    log.ingest("r3", "airports/state=CA")
+    log.failed("r3", "ingest", "airports/state=CA")
+    projections = caught_up()
+    # When asked for the changes since the start, and since the first one
+    changes = projections.changes("airports", after=0)
+    # Then they come in log order, each with its position, and `after` skips what was seen
+    assert [(c.partition, c.change, c.run_id) for c in changes] == [
+        ("state=CA", "valid", "r1"), ("state=CA", "replaced", "r2"), ("state=NY", "valid", "r2"),
+        ("state=CA", "invalid", "r3"),
+    ]
+    assert [c.position for c in changes] == sorted(c.position for c in changes)
+    assert projections.changes("airports", after=changes[0].position) == changes[1:]
+    assert projections.changes("runways", after=0) == []
