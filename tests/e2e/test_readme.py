@@ -9,6 +9,7 @@ command (``./scripts/test``) is this suite itself.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -30,6 +31,10 @@ A-1,9.99
 ,3.50
 B-2,not a number
 C-3,12
+"""
+RUNWAYS = """airport,runway,length_ft
+SFO,10L/28R,11870
+LHR,09L/27R,12802
 """
 FIRST_RUN_ID = 'import json, sys; print(json.load(sys.stdin)[0]["run_id"])'
 
@@ -86,16 +91,25 @@ def test_setup_command_installs_and_runs_the_demo(installed: Path) -> None:
 
 
 def test_your_own_data_commands_run_as_written(clone: Path, installed: Path) -> None:
-    # Given the data where the README's commands expect it
-    (clone / "data" / "airports").mkdir(parents=True)
-    (clone / "data" / "airports" / "us.csv").write_text(AIRPORTS)
+    # Given two datasets where the README's commands expect them
+    for dataset, text in (("airports", AIRPORTS), ("runways", RUNWAYS)):
+        (clone / "data" / dataset).mkdir(parents=True)
+        (clone / "data" / dataset / "us.csv").write_text(text)
     run_id = f"$(stagebus state inspect --format json | python3 -c '{FIRST_RUN_ID}')"
     block = sh_blocks("Your own data")[0].replace("RUN_ID", run_id)
-    # When the block runs verbatim (the manifest's run id taken from the ledger)
+    # When the block runs verbatim (run ids taken from the ledger)
     done = run(block, clone, [installed])
-    # Then the query found the airport, from the partition the ledger shows valid
     found = done.stdout.replace("[", "").replace("]", "")  # snippets mark matches: [San Francisco]
-    assert "San Francisco International" in found and "valid" in done.stdout
+    # Then the first dataset is still served after the second one's run, both valid in the ledger
+    assert "San Francisco International" in found and "London Heathrow" in found
+    ledger = json.loads(run("stagebus state inspect --format json", clone, [installed]).stdout)
+    assert {(r["dataset"], r["status"], r["records"], r["rejected"]) for r in ledger if r["dataset"] != "stdlib"} == {
+        ("airports", "valid", 3, 1), ("runways", "valid", 2, 0)}
+    # And the reject, the runs, the why and the export are what the data says
+    assert "broken quoting" in found and re.search(r"\b[23] run\(s\)", found) and "airports/us: valid" in found
+    exported = (clone / "airports.csv").read_text().splitlines()
+    manifest = json.loads((clone / "airports.csv.manifest.json").read_text())
+    assert len(exported) == 3 and manifest["records"] == 2 and manifest["partitions"][0]["partition"] == "us"
 
 
 def test_writing_your_own_stage_runs_as_written(clone: Path, installed: Path) -> None:
