@@ -41,7 +41,8 @@ def why(
     for fact in result.facts:
         at = ", ".join(f"#{p}" for p in fact.positions) or "-"
         color = STYLE.get(fact.kind, "default")
-        console.print(f"  [{color}]{fact.kind:>9}[/] {_escape(fact.text)}  [dim]log {at}[/]", soft_wrap=True)
+        # The text is a sentence that starts with what happened; the colour carries the kind.
+        console.print(f"  [{color}]{_escape(fact.text)}[/]  [dim]log {at}[/]", soft_wrap=True)
 
 
 def _escape(text: str) -> str:

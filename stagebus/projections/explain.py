@@ -79,7 +79,7 @@ class _Chain:
         run = self.run
         lineage = f", resumed from run {run.parent_run_id} at stage {run.resume_from}" if run.resume_from else ""
         out = [Fact(kind="ingested", stage=None, positions=(run.position, self.ingested_at[run.run_id]),
-                    text=f"into run {run.run_id} of pipeline {run.pipeline}{lineage}")]
+                    text=f"ingested into run {run.run_id} of pipeline {run.pipeline}{lineage}")]
         abandoned = self.store.get(f"abandon/{run.run_id}")
         if abandoned is not None:
             reason = getattr(abandoned.event(), "reason", "")
