@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from stagebus.actors.abandon import abandon_run
 from stagebus.cli._context import FORMATS, check_choice, get_context
@@ -17,6 +19,7 @@ from stagebus.projections import Projections, RunInfo
 RUN_STATUSES = ("pending", "running", "complete", "failed", "abandoned")
 STYLE = {"complete": "green", "failed": "red", "abandoned": "red", "running": "yellow", "pending": "yellow"}
 TRACEBACKS_SHOWN = 20
+UNFOLDED = 1_000  # widest a table printed to a pipe or file may grow
 
 runs_app = typer.Typer(help="List runs, show one, or abandon one.", invoke_without_command=True)
 
@@ -60,7 +63,15 @@ def runs(
     for r in rows:
         grid.add_row(r["run_id"], r["pipeline"], f"[{STYLE[r['status']]}]{r['status']}[/]", r["opened_at"],
                      str(r["partitions"]), r["parent_run_id"] or "")
-    stdout().print(grid)
+    _print_whole(stdout(), grid)
+
+
+def _print_whole(console: Console, grid: Table) -> None:
+    """Print a table unfolded when stdout is not a terminal, so a run id in it can be copied whole."""
+    if not console.is_terminal:
+        natural = console.measure(grid, options=console.options.update_width(UNFOLDED)).maximum
+        console.width = max(console.width, natural)
+    console.print(grid)
 
 
 def _listed(run: RunInfo) -> dict[str, Any]:
@@ -87,13 +98,13 @@ def show(
     children = f" · resumed by {', '.join(info['child_runs'])}" if info["child_runs"] else ""
     console.print(f"run {run_id} · pipeline {info['pipeline']} · {info['status']} · opened {info['opened_at']} · "
                   f"{info['partitions']} partition(s){' · sealed' if info['sealed'] else ''}{lineage}{children}",
-                  markup=False)
+                  markup=False, soft_wrap=True)
     grid = table("stage", "pending", "running", "complete", "reused", "failed", "records", "rejected", "duration_s")
     for s in info["stages"]:
         grid.add_row(s["stage"] + ("" if s["selected"] else " (not run)"),
                      *(str(s[k]) for k in ("pending", "running", "complete", "reused", "failed", "records",
                                            "rejected")), f"{s['duration_s']:.3f}")
-    console.print(grid)
+    _print_whole(console, grid)
     for failure in info["failures"]:
         console.print(f"[red]failed[/] {failure['stage']} {failure['partition']}: {failure['error']}",
                       highlight=False)

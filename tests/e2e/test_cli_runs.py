@@ -96,3 +96,24 @@ def test_the_gate_refuses_and_publish_refuses_an_abandoned_run(home: Path, tmp_p
                       "--run-id", "r1")
     assert result.exit_code == 2 and "abandoned" in one_error_line(result)
     assert log_events(home) == before
+
+
+def test_runs_tables_keep_a_long_run_id_whole_when_piped(tmp_path: Path) -> None:
+    # Given a run whose id is as long as a generated one, processed
+    home, run_id = tmp_path / "home", "20261202T235118-0537d330-resumed"
+    path = tmp_path / "airports.csv"
+    path.write_text("code,name\nSFO,San Francisco\n")
+    assert stagebus(home, "publish", "--dataset", "airports", "--partition", "us", "--file", str(path),
+                    "--run-id", run_id, "--seal").exit_code == 0
+    assert stagebus(home, "run").exit_code == 0
+    # When the runs are listed and the run is shown to a pipe (80 columns, not a terminal)
+    listed, shown = stagebus(home, "runs"), stagebus(home, "runs", "show", run_id)
+    # Then the run id, the opening time and the column headers can be read and copied whole
+    assert listed.exit_code == 0 and shown.exit_code == 0, listed.output + shown.output
+    opened = json.loads(stagebus(home, "runs", "--format", "json").stdout)[0]["opened_at"]
+    assert run_id in listed.stdout and opened in listed.stdout
+    assert f"run {run_id} " in shown.stdout.splitlines()[0] and opened in shown.stdout.splitlines()[0]
+    header = next(line for line in shown.stdout.splitlines() if "stage" in line)
+    for column in ("pending", "running", "complete", "records", "rejected", "duration_s"):
+        assert column in header
+    assert "normalize" in shown.stdout
