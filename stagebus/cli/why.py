@@ -39,10 +39,11 @@ def why(
     console.print(f"{ref}: {result.status}{shown}{reason}; explaining run {result.run_id}", markup=False,
                   soft_wrap=True)
     for fact in result.facts:
-        at = ", ".join(f"#{p}" for p in fact.positions) or "-"
+        at = ", ".join(f"#{p}" for p in fact.positions)
         color = STYLE.get(fact.kind, "default")
         # The text is a sentence that starts with what happened; the colour carries the kind.
-        console.print(f"  [{color}]{_escape(fact.text)}[/]  [dim]log {at}[/]", soft_wrap=True)
+        cited = f"log {at}" if at else "nothing logged yet"
+        console.print(f"  [{color}]{_escape(fact.text)}[/]  [dim]{cited}[/]", soft_wrap=True)
 
 
 def _escape(text: str) -> str:

@@ -161,3 +161,17 @@ def test_runs_abandon_still_works_under_the_group(home: Path) -> None:
     assert result.exit_code == 0 and "abandoned run r1" in result.stderr
     listed = json.loads(stagebus(home, "runs", "--status", "abandoned", "--format", "json").stdout)
     assert [r["run_id"] for r in listed] == ["r1"]
+
+
+def test_why_says_when_a_fact_rests_on_nothing_logged_yet(tmp_path: Path) -> None:
+    # Given a sealed partition nothing has run yet
+    home = tmp_path / "home"
+    publish(home, tmp_path, "r1", "a", [{"n": 1}])
+    # When asked why in the table
+    shown = stagebus(home, "why", "nums/a")
+    # Then the ingestion cites its positions and the ready stage says nothing is logged for it yet
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert any("ingested into run r1" in line and "log #" in line for line in lines)
+    assert any("is ready" in line and line.rstrip().endswith("nothing logged yet") for line in lines), shown.stdout
+    assert not any(line.rstrip().endswith("log -") for line in lines)
