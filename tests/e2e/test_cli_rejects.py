@@ -3,7 +3,6 @@ bounded, redacted where the pipeline marks fields sensitive, and strictly read-o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -12,22 +11,13 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from stagebus.cli import app
+from tests.support.files import snapshot
 
 CARDS = {"STAGEBUS_PIPELINES": "support.cards:pipeline"}
 
 
 def stagebus(home: Path, *args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(app, ["--home", str(home), *args], env=env)
-
-
-def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
-    """Every file and directory under root: mode, mtime and (for files) content hash."""
-    state: dict[str, tuple[object, ...]] = {}
-    for path in [root, *sorted(root.rglob("*"))]:
-        info = path.lstat()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-        state[str(path.relative_to(root))] = (info.st_mode, info.st_mtime_ns, info.st_size, digest)
-    return state
 
 
 def one_error_line(result: Result) -> str:

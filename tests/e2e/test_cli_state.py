@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -19,6 +18,7 @@ from stagebus.cli import app
 from stagebus.cli._context import resolve_plan
 from stagebus.events import RUN_SCOPE, Manifest, ManifestWritten, StageFailed
 from stagebus.store import SqliteEventStore
+from tests.support.files import snapshot
 
 KEYS = ["dataset", "partition", "status", "run_id", "attempts", "updated_at", "reason", "records", "rejected"]
 
@@ -154,16 +154,6 @@ def test_inspect_as_of_outside_the_log_is_one_line_exit_2(home: Path, position: 
 
 
 # --- read-only -------------------------------------------------------------------------------
-
-
-def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
-    """Every file and directory under root: mode, mtime and (for files) content hash."""
-    state: dict[str, tuple[object, ...]] = {}
-    for path in [root, *sorted(root.rglob("*"))]:
-        info = path.lstat()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-        state[str(path.relative_to(root))] = (info.st_mode, info.st_mtime_ns, info.st_size, digest)
-    return state
 
 
 def make_read_only(root: Path) -> None:

@@ -1,0 +1,16 @@
+"""What is on disk under a directory, to prove a read-only command changed nothing."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+
+def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
+    """Every file and directory under root: mode, mtime and (for files) content hash."""
+    state: dict[str, tuple[object, ...]] = {}
+    for path in [root, *sorted(root.rglob("*"))]:
+        info = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        state[str(path.relative_to(root))] = (info.st_mode, info.st_mtime_ns, info.st_size, digest)
+    return state
