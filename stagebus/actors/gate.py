@@ -44,10 +44,16 @@ class GateVerdict(NamedTuple):
     run_position: int | None = None  # the log position of the run's RunOpened, when looked up
 
 
-def run_of(store: EventStore, run_id: str) -> RunOpened | None:
+def opened_run(store: EventStore, run_id: str) -> tuple[RunOpened, int] | None:
+    """The run's RunOpened and its log position (which orders runs), or None if never opened."""
     record = store.get(f"run/{run_id}")
     event = record.event() if record else None
-    return event if isinstance(event, RunOpened) else None
+    return (event, record.position) if isinstance(event, RunOpened) and record is not None else None
+
+
+def run_of(store: EventStore, run_id: str) -> RunOpened | None:
+    found = opened_run(store, run_id)
+    return found[0] if found else None
 
 
 def sealed_partitions(store: EventStore, run_id: str) -> tuple[str, ...] | None:
@@ -71,11 +77,8 @@ class Gate:
 
     def check(self, task: TaskRef, pipeline: Pipeline, run: RunOpened | None = None) -> GateVerdict:
         position = None
-        if run is None:
-            record = self.store.get(f"run/{task.run_id}")
-            event = record.event() if record else None
-            if isinstance(event, RunOpened) and record is not None:
-                run, position = event, record.position
+        if run is None and (opened := opened_run(self.store, task.run_id)) is not None:
+            run, position = opened
         if run is None:
             return GateVerdict(False, f"run {task.run_id} was never opened")
         if task.stage not in pipeline:
