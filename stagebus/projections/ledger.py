@@ -142,29 +142,25 @@ END;
 # log order. An ingestion (verdict_seq NULL, attempts 1) counts an attempt; a verdict (attempts 0)
 # replaces the row's verdict only when it comes from a newer run than the one the row shows.
 _NEWER = "excluded.verdict_seq > coalesce(verdict_seq, -1)"
+
+
+def _verdict_column(column: str) -> str:
+    """A column the row's verdict owns: taken from a newer run's verdict, or from an ingestion
+    while the row has no verdict yet."""
+    return (f"{column} = CASE WHEN {_NEWER} THEN excluded.{column}\n"
+            f"        WHEN excluded.verdict_seq IS NULL AND verdict_seq IS NULL THEN excluded.{column}\n"
+            f"        ELSE {column} END")
+
+
 _LEDGER_ROW = f"""
 INSERT INTO {LEDGER_TABLE} (dataset, partition, status, run_id, attempts, updated_at, reason, verdict_seq,
                             records, rejected, position)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (dataset, partition) DO UPDATE SET
     attempts = attempts + excluded.attempts,
-    status = CASE WHEN {_NEWER} THEN excluded.status
-                  WHEN excluded.verdict_seq IS NULL AND verdict_seq IS NULL THEN excluded.status
-                  ELSE status END,
-    reason = CASE WHEN {_NEWER} THEN excluded.reason
-                  WHEN excluded.verdict_seq IS NULL AND verdict_seq IS NULL THEN excluded.reason
-                  ELSE reason END,
-    run_id = CASE WHEN {_NEWER} THEN excluded.run_id
-                  WHEN excluded.verdict_seq IS NULL AND verdict_seq IS NULL THEN excluded.run_id
-                  ELSE run_id END,
+    {", ".join(_verdict_column(c) for c in ("status", "reason", "run_id", "records", "rejected"))},
     updated_at = CASE WHEN excluded.verdict_seq IS NULL OR {_NEWER} THEN excluded.updated_at
                       ELSE updated_at END,
-    records = CASE WHEN {_NEWER} THEN excluded.records
-                   WHEN excluded.verdict_seq IS NULL AND verdict_seq IS NULL THEN excluded.records
-                   ELSE records END,
-    rejected = CASE WHEN {_NEWER} THEN excluded.rejected
-                    WHEN excluded.verdict_seq IS NULL AND verdict_seq IS NULL THEN excluded.rejected
-                    ELSE rejected END,
     position = excluded.position,
     verdict_seq = CASE WHEN {_NEWER} THEN excluded.verdict_seq ELSE verdict_seq END
 """
