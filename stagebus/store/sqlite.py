@@ -2,6 +2,18 @@
 
 Appends take SQLite's write lock (``BEGIN IMMEDIATE``), so positions are gap-free and the key
 check, the chain head and the insert are one atomic step. Triggers refuse UPDATE and DELETE.
+
+**Group commit.** Threads of one process that append while another thread's commit is in flight
+queue up, and the next of them commits every queued append in one transaction (one fsync). Each
+append stays atomic on its own (a savepoint each: a refused key refuses only that append) and
+returns only once its transaction committed, so grouping changes no caller's guarantee.
+
+**What is fsynced.** Under FULL (the default) a commit that holds only :data:`UNSYNCED_TYPES`
+(a stage task's ``StageStarted``) is committed without the fsync: it survives a process crash
+(the WAL frame is in the OS page cache) and reaches the disk with the next synced commit, since
+the WAL is one sequential file; a power failure before that can lose it, which costs only the
+count of that attempt (the task has published nothing that any record references). Everything
+else, manifests first, is fsynced before the append returns. See docs/durability.md.
 """
 
 from __future__ import annotations
@@ -48,6 +60,26 @@ BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
 SYNCHRONOUS_ENV = "STAGEBUS_SQLITE_SYNCHRONOUS"
 SYNCHRONOUS_LEVELS = ("FULL", "EXTRA", "NORMAL")
 _COLUMNS = "position, key, type, version, payload, recorded_at, hash"
+_INSERT = f"INSERT INTO {EVENTS_TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+# Facts whose loss on power failure costs nothing but an attempt's count: committed unsynced.
+UNSYNCED_TYPES = frozenset({"stage_started"})
+
+
+def commit_level(events: Sequence[Event], configured: str) -> str:
+    """The ``PRAGMA synchronous`` a commit of ``events`` needs under the ``configured`` level."""
+    if configured != "NORMAL" and all(e.type_name in UNSYNCED_TYPES for e in events):
+        return "NORMAL"
+    return configured
+
+
+class _Request:
+    """One caller's append, waiting for a group commit."""
+
+    __slots__ = ("events", "result")
+
+    def __init__(self, events: Sequence[Event]) -> None:
+        self.events = events
+        self.result: list[Appended] | None = None
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -105,6 +137,8 @@ class SqliteEventStore(EventStore):
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._writer = threading.Lock()
+        self._queued: list[_Request] = []  # appends waiting for the writer (guarded by _lock)
+        self._levels: dict[int, str] = {}  # connection id -> its PRAGMA synchronous now
         if not readonly:
             self._init_schema()
 
@@ -133,39 +167,80 @@ class SqliteEventStore(EventStore):
     def _append(self, events: Sequence[Event]) -> list[Appended]:
         # Threads of one process queue on a mutex first: SQLite's own busy handler sleeps in
         # steps of milliseconds, which would dominate a stage transition. Other processes still
-        # meet at SQLite's write lock.
+        # meet at SQLite's write lock. Whoever holds the mutex commits every queued append.
+        request = _Request(events)
+        with self._lock:
+            self._queued.append(request)
         with self._writer:
-            return self._append_locked(events)
+            if request.result is not None:
+                return request.result  # committed by another thread's group
+            with self._lock:
+                group, self._queued = self._queued, []
+            if request not in group:
+                group.append(request)  # taken by a group whose commit failed: ours to do again
+            self._commit(group)
+        assert request.result is not None
+        return request.result
 
-    def _append_locked(self, events: Sequence[Event]) -> list[Appended]:
+    def _commit(self, group: list[_Request]) -> None:
         conn = self._conn
+        level = commit_level([e for r in group for e in r.events], self.synchronous)
+        if self._levels.get(id(conn), self.synchronous) != level:
+            conn.execute(f"PRAGMA synchronous = {level}")
+            self._levels[id(conn)] = level
         conn.execute("BEGIN IMMEDIATE")
         try:
             row = conn.execute(
                 f"SELECT position, hash FROM {EVENTS_TABLE} ORDER BY position DESC LIMIT 1"
             ).fetchone()
             head, head_hash = row if row else (0, GENESIS_HASH)
-            records = seal_batch(events, head, head_hash, utc_now())
-            try:
-                # Optimistic: the unique key index is the check, so the common case (no key
-                # taken) costs no lookup. Keys are never removed, so the lookup after a refusal
-                # names positions that still hold.
-                conn.executemany(
-                    f"INSERT INTO {EVENTS_TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(r.position, r.key, r.type, r.version, r.payload, r.recorded_at, r.hash) for r in records],
-                )
-            except sqlite3.IntegrityError:
-                conn.execute("ROLLBACK")
-                taken = self._positions([r.key for r in records if r.key is not None])
-                if not taken:
-                    raise
-                return refused(events, taken)
+            stamp = utc_now()
+            results = []
+            for request in group:
+                answer, head, head_hash = self._insert(conn, request.events, head, head_hash, stamp,
+                                                       savepoint=len(group) > 1)
+                results.append(answer)
             conn.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK")  # one append alone: refused as a whole, nothing kept
+            if len(group) > 1:
+                raise
+            keys = [e.key for e in group[0].events if e.key is not None]
+            taken = self._positions(keys)
+            if not taken:
+                raise
+            results = [refused(group[0].events, taken)]
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return [Appended(r.position, True) for r in records]
+        for request, answer in zip(group, results, strict=True):
+            request.result = answer
+
+    def _insert(self, conn: sqlite3.Connection, events: Sequence[Event], head: int, head_hash: str, stamp: str,
+                *, savepoint: bool) -> tuple[list[Appended], int, str]:
+        """Insert one append after ``head``; return its answer and the new head."""
+        records = seal_batch(events, head, head_hash, stamp)
+        if savepoint:
+            conn.execute("SAVEPOINT append")
+        try:
+            # Optimistic: the unique key index is the check, so the common case (no key
+            # taken) costs no lookup. Keys are never removed, so the lookup after a refusal
+            # names positions that still hold.
+            conn.executemany(_INSERT, [(r.position, r.key, r.type, r.version, r.payload, r.recorded_at, r.hash)
+                                       for r in records])
+        except sqlite3.IntegrityError:
+            if not savepoint:
+                raise  # the caller rolls the whole transaction back (earlier rows of executemany stay otherwise)
+            conn.execute("ROLLBACK TO append")
+            conn.execute("RELEASE append")
+            taken = self._positions([r.key for r in records if r.key is not None])
+            if not taken:
+                raise
+            return refused(events, taken), head, head_hash
+        if savepoint:
+            conn.execute("RELEASE append")
+        return [Appended(r.position, True) for r in records], records[-1].position, records[-1].hash
 
     def _positions(self, keys: list[str]) -> dict[str, int]:
         taken: dict[str, int] = {}
