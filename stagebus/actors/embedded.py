@@ -7,6 +7,7 @@ actor re-checks every gate in the log itself.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -22,13 +23,14 @@ from stagebus.actors.executor import Executor, Outcome
 from stagebus.actors.failures import infrastructure_backoff_s
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.readiness import attempts_spent, chained_downstream, has_open_tasks, ready_tasks
-from stagebus.actors.runtime import StageActors, make_broker
+from stagebus.actors.runtime import EMBEDDED_QUEUE, StageActors, make_broker
 from stagebus.actors.telemetry import Telemetry
 from stagebus.artifacts.local import ArtifactStore
-from stagebus.events import StageFailed
+from stagebus.events import Manifest, StageFailed
 from stagebus.pipeline.definition import Pipeline, PipelineRegistry
 from stagebus.store import EventStore
 
+_log = logging.getLogger("stagebus.actors")
 MAX_ROUNDS = 10_000
 INFRA_FIRST_BACKOFF_S = 0.5
 INFRA_WAIT_S = 30.0  # how long `stagebus run` waits out an infrastructure fault before it returns
@@ -45,6 +47,58 @@ class RunReport:
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+class ViewWriter:
+    """Writes ``manifest.json`` views on its own thread, so a stage task never waits for one: the
+    views are a browsable copy of the log, and the file system calls overlap the log's fsyncs."""
+
+    def __init__(self, artifacts: ArtifactStore) -> None:
+        self.artifacts = artifacts
+        self._queue: list[Manifest] = []
+        self._cond = threading.Condition()
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def add(self, manifest: Manifest) -> None:
+        with self._cond:
+            self._queue.append(manifest)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="stagebus-views", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Return once every view added so far is written."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._queue and not self._busy)
+
+    def close(self) -> None:
+        self.flush()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._closed)
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue, []
+                self._busy = True
+            try:
+                self.artifacts.materialize_many(batch)
+            except OSError as exc:  # a view is a copy of the log: never fail a run for it
+                _log.warning("could not write %d manifest.json views (%s); "
+                             "`stagebus artifacts verify --repair` writes them", len(batch), exc)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
 
 
 class EmbeddedRunner:
@@ -77,9 +131,12 @@ class EmbeddedRunner:
         self._only_stages: Collection[str] | None = None
         self._worker: dramatiq.Worker | None = None
         self.broker: StubBroker = make_broker("memory")  # type: ignore[assignment]
+        # manifest.json views are written off the task path, by one thread, in batches.
+        self._views = ViewWriter(self.artifacts)
         self.executor = Executor(store, self.artifacts, pipelines, lookups=projections, telemetry=telemetry,
-                                 on_complete=self._enqueue_downstream, on_progress=on_progress)
-        self.actors = StageActors(self.broker, self.executor, pipelines)
+                                 on_complete=self._enqueue_downstream, on_progress=on_progress,
+                                 defer_view=self._views.add)
+        self.actors = StageActors(self.broker, self.executor, pipelines, queue=EMBEDDED_QUEUE)
         self.actors.on_outcome = self._record
 
     # --- the loop -------------------------------------------------------------------------
@@ -112,6 +169,7 @@ class EmbeddedRunner:
             for queue in self.actors.queues:
                 self.broker.join(queue, fail_fast=False)
             self._worker.join()
+        self._views.flush()
         self._collect_failures(run_ids)
         return self._report
 
@@ -120,6 +178,7 @@ class EmbeddedRunner:
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
+        self._views.close()
 
     def __enter__(self) -> EmbeddedRunner:
         return self
