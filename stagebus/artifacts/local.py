@@ -4,7 +4,8 @@ Layout under the artifact root::
 
     objects/ab/<sha256>                        immutable content, never overwritten
     objects/.tmp/<host>-<pid>-<uuid>.part      in-flight writes (same filesystem: rename is atomic)
-    runs/<run_id>/<stage>/<dataset>/<partition>/manifest.json   written last, from the event
+    objects/.tmp/<host>-<pid>-<uuid>.view      in-flight views (one temp directory: a sweep never walks runs/)
+    runs/<run_id>/<stage>/<dataset>/<partition>/manifest.json   a view, written from the event
     work/<run_id>/<stage>/<dataset>/<partition>/items.jsonl     per-item progress of long stages
 
 Names in those paths are encoded by :func:`stagebus.artifacts.names.task_dir` (injective, so no two
@@ -80,18 +81,34 @@ class PendingFile:
             self._fh.close()
             self._fh = None
             digest = self._hash.hexdigest()
-        elif self.path.exists():
-            # Written by the stage through ``path`` directly: hash what is on disk.
-            with self.path.open("rb") as fh:
-                os.fsync(fh.fileno())
+        else:
+            try:  # written by the stage through ``path`` directly: hash what is on disk
+                with self.path.open("rb") as fh:
+                    os.fsync(fh.fileno())
+            except FileNotFoundError:
+                return self._publish_empty()  # an output with no records is still an artifact
             digest = sha256_file(self.path)
             self.bytes = self.path.stat().st_size
-        else:
-            digest = EMPTY_SHA256  # an output with no records is still an artifact
         rel = self._store.object_path(digest)
+        self._link(self._store.root / rel, digest)
+        return Artifact(name=self.name, path=rel, sha256=digest, bytes=self.bytes, records=self.records)
+
+    def _publish_empty(self) -> Artifact:
+        # Most tasks leave some output empty (rejects above all): the empty object is shared, so
+        # it is created once, not written, hashed and linked per task.
+        rel = self._store.object_path(EMPTY_SHA256)
         final = self._store.root / rel
-        if not self.path.exists():
+        try:
+            intact = final.stat().st_size == 0 and final.is_file()
+        except FileNotFoundError:
+            intact = False
+        if not intact:
             self.path.touch()
+            self._link(final, EMPTY_SHA256)
+        return Artifact(name=self.name, path=rel, sha256=EMPTY_SHA256, bytes=0, records=0)
+
+    def _link(self, final: Path, digest: str) -> None:
+        """Make the temp file the object ``final`` unless that object exists intact already."""
         if not final.exists():
             final.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -102,7 +119,6 @@ class PendingFile:
         else:
             self._repair(final, digest)
         self.path.unlink(missing_ok=True)
-        return Artifact(name=self.name, path=rel, sha256=digest, bytes=self.bytes, records=self.records)
 
     def keep_at(self, target: Path) -> Artifact:
         """Move what was written to ``target`` (outside the object store, e.g. a task's work
@@ -169,33 +185,49 @@ class ArtifactStore:
     def materialize(self, manifest: Manifest) -> Path:
         """Write the browsable ``manifest.json`` from the event, atomically. Idempotent."""
         target = self.manifest_path(manifest.run_id, manifest.stage, manifest.partition)
-        target.parent.mkdir(parents=True, exist_ok=True)
         data = manifest_json(manifest)
-        if target.exists() and target.read_bytes() == data:
-            return target
-        # No fsync: manifest.json is a view of the ManifestWritten event, not a record. A copy
-        # lost in a crash is written again from the log (see ``Executor``'s duplicate path).
-        tmp = target.with_name(f".manifest.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        try:
+            if target.read_bytes() == data:
+                return target
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        self._write_view(target, data, set())
         return target
 
+    def materialize_many(self, manifests: Iterable[Manifest]) -> int:
+        """Write the views of manifests just appended (none can have one yet), in one pass:
+        each directory made once. Returns how many were written."""
+        made: set[Path] = set()
+        written = 0
+        for manifest in manifests:
+            target = self.manifest_path(manifest.run_id, manifest.stage, manifest.partition)
+            self._write_view(target, manifest_json(manifest), made)
+            written += 1
+        return written
+
+    def _write_view(self, target: Path, data: bytes, made: set[Path]) -> None:
+        # No fsync: manifest.json is a view of the ManifestWritten event, not a record. A copy
+        # lost in a crash is written again from the log (the executor's duplicate path,
+        # ``artifacts verify --repair``).
+        if target.parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        tmp = self.tmp_dir / f"{HOST}-{os.getpid()}-{uuid.uuid4().hex}.view"
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+
     def sweep(self) -> int:
-        """Remove temp files of attempts that died (their process on this host is gone)."""
+        """Remove temp files of attempts that died (their process on this host is gone). Looks
+        only in the two temp directories: its cost follows work in flight, never history."""
         removed = 0
-        for part in self.tmp_dir.glob("*.part"):
-            host, pid_text, _ = part.name.removesuffix(".part").rsplit("-", 2)
+        for part in [*self.tmp_dir.glob("*.part"), *self.tmp_dir.glob("*.view")]:
+            host, pid_text, _ = part.name.rsplit(".", 1)[0].rsplit("-", 2)
             if host != HOST:
                 continue  # another machine's attempt: only that machine can judge it
             if pid_text.isdigit() and _alive(int(pid_text)):
                 continue
             part.unlink(missing_ok=True)
             removed += 1
-        for tmp in (self.root / "runs").rglob(".manifest.*.tmp") if (self.root / "runs").exists() else ():
-            pid_text = tmp.name.split(".")[2]
-            if not (pid_text.isdigit() and _alive(int(pid_text))):
-                tmp.unlink(missing_ok=True)
-                removed += 1
         return removed
 
     def leftovers(self) -> list[Path]:
