@@ -100,8 +100,12 @@ class Executor:
         on_complete: Callable[[TaskRef, Pipeline], None] | None = None,
         on_progress: Callable[[TaskRef, int], None] | None = None,
         held: HeldAttempts | None = None,
+        defer_view: Callable[[Manifest], None] | None = None,
     ) -> None:
+        """``defer_view``: takes each new manifest whose ``manifest.json`` view is to be written
+        later in bulk (the embedded runner, when it goes idle); default: written per task."""
         self.store = store
+        self.defer_view = defer_view
         self.held = held or HeldAttempts()
         self.artifacts = artifacts
         self.pipelines = pipelines
@@ -118,12 +122,12 @@ class Executor:
         if not self._pipeline_active(pipeline.name):
             self.telemetry.emit("refused", task=str(task), reason=f"pipeline {pipeline.name} is not active")
             return Outcome.REFUSED
-        existing = self.store.get(manifest_key(*task))
-        if existing is not None:
-            self._materialize(existing.event())
+        # One log lookup for the duplicate check and the gate (keyed facts seen before are kept).
+        verdict = self.gate.check(task, pipeline, own_manifest=True)
+        if verdict.existing is not None:
+            self._materialize(verdict.existing.event())
             self.telemetry.emit("duplicate", task=str(task))
             return Outcome.DUPLICATE
-        verdict = self.gate.check(task, pipeline)
         if not verdict.open:
             self.telemetry.emit("refused", task=str(task), reason=verdict.reason)
             return Outcome.REFUSED
@@ -234,7 +238,10 @@ class Executor:
             return Outcome.LOST
         if self.on_complete is not None:
             self.on_complete(task, pipeline)  # first: downstream waits on nothing below
-        self.artifacts.materialize(manifest)
+        if self.defer_view is not None:
+            self.defer_view(manifest)
+        else:
+            self.artifacts.materialize(manifest)
         if manifest.status == "complete":
             work = self.artifacts.work_dir(task.run_id, task.stage, task.partition)
             (work / "items.jsonl").unlink(missing_ok=True)

@@ -53,6 +53,7 @@ class Pipeline:
         if unknown:
             raise ContractError(f"pipeline {name!r}: config for unknown stage(s) {sorted(unknown)}")
         self.configs: dict[str, BaseModel] = {}
+        self._config_hashes: dict[str, str] = {}
         self.quality: dict[str, QualityPolicy] = {}
         for stage_name, d in self._stages.items():
             raw = (config or {}).get(stage_name, {})
@@ -89,7 +90,13 @@ class Pipeline:
         return stage in self._stages
 
     def config_hash(self, stage: str) -> str:
-        """Hash of the stage's canonical config plus its declared version."""
+        """Hash of the stage's canonical config plus its declared version (computed once: a
+        pipeline's stages and configs are fixed when it is built)."""
+        if stage not in self._config_hashes:
+            self._config_hashes[stage] = self._config_hash(stage)
+        return self._config_hashes[stage]
+
+    def _config_hash(self, stage: str) -> str:
         d = self[stage]
         hashed: dict[str, Any] = {"stage": stage, "version": d.contract.version,
                                   "config": self.configs[stage].model_dump(mode="json")}

@@ -79,6 +79,7 @@ class FileGenerations:
         self.root = Path(root)
         self._current = self.root / PROJECTIONS_CURRENT
         self._building: dict[str, int] = {}  # generation -> fd holding its build lock
+        self._live: tuple[tuple[int, int, int], str | None] | None = None  # CURRENT's stat, its name
 
     def _build_lock(self, name: str) -> Path:
         return self.root / f".{name}.building"
@@ -131,10 +132,22 @@ class FileGenerations:
         return self.root / f"{name}.db"
 
     def live(self) -> str | None:
+        # Asked before every projection read: one stat, and the file is read again only when it
+        # was replaced (a swap renames a new file over it, so its inode changes).
         try:
-            return self._current.read_text().strip() or None
+            stat = os.stat(self._current)
         except FileNotFoundError:
             return None
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        cached = self._live
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            name = self._current.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+        self._live = (stamp, name)
+        return name
 
     def open(self, name: str, *, readonly: bool = False) -> sqlite3.Connection:
         path = self.path(name)
