@@ -18,6 +18,7 @@ from stagebus.errors import ArtifactCorrupted, ContractError, InvalidInput
 from stagebus.events import RUN_SCOPE, Artifact, Manifest, PartitionIngested, StageMetrics
 from stagebus.pipeline.contract import REJECTS, StageContract
 from stagebus.pipeline.journal import ItemJournal
+from stagebus.pipeline.wire import codec_for
 
 T = TypeVar("T")
 _JSON = msgspec.json.Encoder(order="deterministic")
@@ -57,7 +58,6 @@ class StageContext:
         self._pending: dict[str, PendingFile] = {
             name: artifacts.pending(name) for name in [*contract.outputs, REJECTS]
         }
-        self._journal: ItemJournal | None = None
         self.records_in = 0
         self.records_rejected = 0
 
@@ -147,12 +147,12 @@ class StageContext:
         if schema is None or self.contract.is_file(output):
             raise ContractError(f"stage {self.stage!r} declared no record output {output!r}")
         try:
-            model = record if isinstance(record, schema) else schema.model_validate(record)
+            line = codec_for(schema).encode_line(record)
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
             raise ContractError(f"stage {self.stage!r} output {output!r}: {where}: {err['msg']}") from None
-        self._write(output, _JSON.encode(model.model_dump(mode="json")) + b"\n")
+        self._write(output, line)
 
     def reject(self, record: Any, error: str, index: int | None = None) -> None:
         """Keep a record that failed, with its error, in the ``rejects`` artifact."""
@@ -165,16 +165,9 @@ class StageContext:
         return self._pending[output].path
 
     def _write(self, output: str, line: bytes) -> None:
-        if self._journal is not None:
-            # Counted when the journal replays it (write_line), so a reject is counted once.
-            self._journal.buffer(output, line)
-        else:
-            self.write_line(output, line)
-
-    def write_line(self, output: str, line: bytes) -> None:
-        """Write already-validated bytes (used when replaying the item journal)."""
-        self._pending[output].write(line)
-        self._pending[output].records += 1
+        pending = self._pending[output]
+        pending.write(line)
+        pending.records += 1
         if output == REJECTS:
             self.records_rejected += 1
 
@@ -183,23 +176,23 @@ class StageContext:
     def items(self, iterable: Iterable[T], key: Callable[[T], str]) -> Iterator[T]:
         """Yield items not yet done; each item's outputs are committed durably once it completes.
 
-        A retried attempt after a crash replays what finished items wrote and skips them,
-        judged from the journal on disk, not from memory.
+        A retried attempt after a crash keeps what finished items wrote and skips them, judged
+        from the journal on disk, not from memory (see :mod:`stagebus.pipeline.journal`). What
+        the stage writes before its first item must be the same in every attempt.
         """
         journal = ItemJournal(self._artifacts.work_dir(self.run_id, self.stage, self.partition))
-        self._journal = journal
         try:
+            journal.adopt(self._pending)
+            self.records_rejected = self._pending[REJECTS].records
             for item in iterable:
                 item_key = key(item)
                 if journal.done(item_key):
                     continue
-                journal.begin(item_key)
                 yield item
-                journal.commit()
+                journal.commit(item_key, self._pending)
                 self.progress()
         finally:
-            self._journal = None
-        journal.replay_into(self)
+            journal.close()
 
     def progress(self, n: int = 1) -> None:
         if self._on_progress is not None:

@@ -97,7 +97,7 @@ def extract(ctx: StageContext) -> None:
         for value, role, kind in extractor.entities(row["record"]):
             found[(value, role, kind)].add(row["index"])
     for (value, role, kind), records in sorted(found.items()):
-        ctx.emit("entities", Entity(value=value, kind=kind, role=role, records=sorted(records)))  # type: ignore[arg-type]
+        ctx.emit("entities", {"value": value, "kind": kind, "role": role, "records": sorted(records)})
 
 
 class EntityExtractor:

@@ -22,6 +22,7 @@ from stagebus.stages.parsing import MAX_LINE_BYTES, dialect_of, parse
 from stagebus.stages.records import IndexedRecord, RawMetadata, RawPayload
 
 _BLOCK = 1 << 20
+READ_BUFFER = 1 << 20  # few read calls: each gives up the GIL (see stagebus.artifacts.local.WRITE_BUFFER)
 
 
 class IngestConfig(BaseModel):
@@ -47,14 +48,14 @@ def ingest(ctx: StageContext) -> None:
         raise PermanentStageError(f"partition {event.ref}: {event.uri} has {size} bytes, published {event.size}")
 
     parsed = rejected = 0
-    with raw.open("rb") as fh:
+    with raw.open("rb", buffering=READ_BUFFER) as fh:
         for row in parse(fh, dialect, config.max_line_bytes):
             ctx.count_in()
             if row.record is None:
                 ctx.reject(row.raw, row.error or "malformed row", index=row.index)
                 rejected += 1
             else:
-                ctx.emit("records", IndexedRecord(index=row.index, record=row.record))
+                ctx.emit("records", {"index": row.index, "record": row.record})
                 parsed += 1
     ctx.emit("metadata", RawMetadata(
         dataset=event.dataset, partition=event.partition, uri=event.uri, content_hash=digest, size=size,

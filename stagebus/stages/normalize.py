@@ -127,7 +127,7 @@ def normalize(ctx: StageContext) -> None:
             except RecordError as exc:
                 ctx.reject(row["record"], str(exc), index=row["index"])
                 continue
-            ctx.emit("records", IndexedRecord(index=row["index"], record=record))
+            ctx.emit("records", {"index": row["index"], "record": record})
 
 
 def apply(steps: list[Callable[[dict[str, Any]], None]], record: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +147,6 @@ def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str
 
 # --- processors ---------------------------------------------------------------------------
 
-_SPACES = re.compile(r"\s+")
 _INT = re.compile(r"[+-]?\d+")
 _TRUE = frozenset({"true", "t", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", "off"})
@@ -164,9 +163,9 @@ def compile_processor(p: Processor) -> Callable[[dict[str, Any]], None]:
         case Cast():
             return lambda r: _cast(r, p)
         case Whitespace():
-            return _strings(p.fields, lambda s: _SPACES.sub(" ", s).strip())
+            return _strings(p.fields, _collapse_whitespace)
         case Nfc():
-            return _strings(p.fields, lambda s: unicodedata.normalize("NFC", s))
+            return _strings(p.fields, _nfc)
         case Lowercase():
             return _strings(p.fields, str.lower)
         case Drop():
@@ -178,6 +177,16 @@ def compile_processor(p: Processor) -> Callable[[dict[str, Any]], None]:
         case Default():
             return lambda r: r.update({k: v for k, v in p.values.items() if _missing(r.get(k))})
     raise TypeError(f"unknown processor {p!r}")
+
+
+def _collapse_whitespace(text: str) -> str:
+    # str.split() splits on runs of exactly the characters the regex \s matches (both use
+    # Py_UNICODE_ISSPACE) and drops them at both ends: the same result as sub + strip, ~3x faster.
+    return " ".join(text.split())
+
+
+def _nfc(text: str) -> str:
+    return text if text.isascii() else unicodedata.normalize("NFC", text)  # ASCII is NFC already
 
 
 def _strings(fields: list[str] | None, fn: Callable[[str], str]) -> Callable[[dict[str, Any]], None]:
