@@ -39,6 +39,9 @@ from stagebus.store.files import fsync_dir
 _log = logging.getLogger("stagebus.artifacts")
 HOST = socket.gethostname()
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+# Each flush is a system call that gives up the GIL, and taking it back waits for the other
+# worker thread's switch interval (5 ms) when that one is busy: few, large writes.
+WRITE_BUFFER = 1 << 20
 _MANIFEST_JSON = msgspec.json.Encoder(order="deterministic")
 
 
@@ -64,22 +67,76 @@ class PendingFile:
         self._store = store
         self._hash = hashlib.sha256()
         self._fh: IO[bytes] | None = None
+        self._buffer = bytearray()
+        self.kept = False  # an item journal's output: kept for the next attempt when this one fails
         self.bytes = 0
         self.records = 0
 
     def write(self, data: bytes) -> None:
+        # Records are small: gathered here, hashed and written in large pieces. The temp file
+        # exists from the first record on, so a crashed attempt leaves it for the sweep to find.
         if self._fh is None:
-            self._fh = self.path.open("wb")
-        self._fh.write(data)
-        self._hash.update(data)
+            self._fh = self.path.open("wb", buffering=0)
+        self._buffer += data
         self.bytes += len(data)
+        if len(self._buffer) >= WRITE_BUFFER:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self._fh is None:
+            self._fh = self.path.open("wb", buffering=0)
+        if self._buffer:
+            self._hash.update(self._buffer)
+            self._fh.write(self._buffer)
+            self._buffer.clear()
+
+    def resume_at(self, target: Path, size: int, records: int, *, fresh: bool) -> None:
+        """Write to ``target`` from now on, a file that outlives a failed attempt (an item
+        journal's output). ``fresh``: move what was written so far there. Else ``target`` holds
+        a crashed attempt's output: cut it back to ``size`` bytes of ``records`` records, hash
+        those again and append after them (what this attempt wrote before is already in it)."""
+        if self.path == target:
+            return
+        if fresh:
+            if self._fh is not None:
+                self._fh.close()
+                os.replace(self.path, target)
+                self._fh = target.open("ab", buffering=0)
+            else:
+                target.unlink(missing_ok=True)
+        else:
+            self.discard()
+            with target.open("r+b") as fh:
+                fh.truncate(size)
+            self._hash = hashlib.sha256()
+            with target.open("rb") as fh:
+                while block := fh.read(1 << 20):
+                    self._hash.update(block)
+            self.bytes, self.records = size, records
+            self._fh = target.open("ab", buffering=0)
+        self.path = target
+        self.kept = True
+
+    def sync(self) -> tuple[int, int]:
+        """Make what was written durable (an item journal's commit); returns (bytes, records)."""
+        self._spill()
+        assert self._fh is not None
+        os.fsync(self._fh.fileno())
+        return self.bytes, self.records
+
+    def _close_written(self) -> bool:
+        """Write out and fsync what was written through :meth:`write`; False when nothing was."""
+        if self._fh is None and not self._buffer:
+            return False
+        self._spill()
+        assert self._fh is not None
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        self._fh = None
+        return True
 
     def publish(self) -> Artifact:
-        if self._fh is not None:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
-            self._fh = None
+        if self._close_written():
             digest = self._hash.hexdigest()
         else:
             try:  # written by the stage through ``path`` directly: hash what is on disk
@@ -123,11 +180,7 @@ class PendingFile:
     def keep_at(self, target: Path) -> Artifact:
         """Move what was written to ``target`` (outside the object store, e.g. a task's work
         directory) instead of publishing it; the returned artifact's path is relative to the root."""
-        if self._fh is not None:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
-            self._fh = None
+        self._close_written()
         if not self.path.exists():
             self.path.touch()
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -146,10 +199,12 @@ class PendingFile:
         _log.warning("repaired object %s (%s) with freshly published content", final, problem)
 
     def discard(self) -> None:
+        self._buffer.clear()
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-        self.path.unlink(missing_ok=True)
+        if not self.kept:
+            self.path.unlink(missing_ok=True)
 
 
 class ArtifactStore:

@@ -1,24 +1,32 @@
 """Per-item progress of a long stage task, durable on disk so a retry skips finished items.
 
-Each finished item is one line ``{"key": …, "out": [[output, line], …]}`` appended and fsynced.
-A crash mid-append leaves a torn last line, which is cut off on the next open.
+While a task iterates :meth:`StageContext.items`, its outputs are written straight into files in
+the task's work directory (``<output>.part``), and each finished item appends one line
+``{"key": …, "sizes": {output: [bytes, records]}}`` to ``items.jsonl``: the outputs' sizes once
+that item was done, after the outputs were fsynced. A retry truncates each output back to the
+sizes of the last whole line (a crash mid-item leaves bytes past them, or a torn last line, both
+cut off), hashes the kept prefix again, and goes on from the next item. So a resumable task
+writes its records once, holds none of them in memory, and costs one fsync per item.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
 
 if TYPE_CHECKING:
-    from stagebus.pipeline.context import StageContext
+    from stagebus.artifacts.local import PendingFile
+
+JOURNAL = "items.jsonl"
 
 
 class _Entry(msgspec.Struct):
     key: str
-    out: list[tuple[str, bytes]]
+    sizes: dict[str, tuple[int, int]]  # output -> (bytes, records) once this item was done
 
 
 _ENC = msgspec.json.Encoder()
@@ -28,11 +36,11 @@ _DEC = msgspec.json.Decoder(_Entry)
 class ItemJournal:
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / "items.jsonl"
-        self._entries: list[_Entry] = []
+        self.directory = directory
+        self.path = directory / JOURNAL
         self._done: set[str] = set()
+        self._last: _Entry | None = None
         self._load()
-        self._current: _Entry | None = None
         self._fh = self.path.open("ab")
 
     def _load(self) -> None:
@@ -46,37 +54,48 @@ class ItemJournal:
                 try:
                     entry = _DEC.decode(line)
                 except msgspec.DecodeError:
-                    break
-                self._entries.append(entry)
+                    break  # a torn line, or a journal of an older layout: start over from there
+                self._last = entry
                 self._done.add(entry.key)
                 good += len(line)
         if good != self.path.stat().st_size:
             os.truncate(self.path, good)  # drop the torn tail of a crashed append
 
+    def output_path(self, output: str) -> Path:
+        return self.directory / f"{output}.part"
+
+    def adopt(self, outputs: Mapping[str, PendingFile]) -> None:
+        """Move the task's outputs into the work directory, resumed at the last finished item.
+        If an output's file no longer holds what the journal says, the items start over."""
+        committed = self._last.sizes if self._last is not None else {}
+        if committed and not all(self.output_path(name).exists()
+                                 and self.output_path(name).stat().st_size >= committed.get(name, (0, 0))[0]
+                                 for name in outputs):
+            self._restart()
+            committed = {}
+        for name, pending in outputs.items():
+            size, records = committed.get(name, (0, 0))
+            pending.resume_at(self.output_path(name), size, records, fresh=not committed)
+
+    def _restart(self) -> None:
+        self._fh.close()
+        self.path.write_bytes(b"")
+        self._fh = self.path.open("ab")
+        self._done.clear()
+        self._last = None
+
     def done(self, key: str) -> bool:
         return key in self._done
 
-    def begin(self, key: str) -> None:
-        self._current = _Entry(key, [])
-
-    def buffer(self, output: str, line: bytes) -> None:
-        if self._current is None:
-            raise RuntimeError("write outside an item")
-        self._current.out.append((output, line))
-
-    def commit(self) -> None:
-        entry, self._current = self._current, None
-        if entry is None:
-            return
+    def commit(self, key: str, outputs: Mapping[str, PendingFile]) -> None:
+        """Make the item's outputs durable, then record it as done."""
+        sizes = {name: pending.sync() for name, pending in outputs.items()}
+        entry = _Entry(key, sizes)
         self._fh.write(_ENC.encode(entry) + b"\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
-        self._entries.append(entry)
-        self._done.add(entry.key)
+        self._last = entry
+        self._done.add(key)
 
-    def replay_into(self, ctx: StageContext) -> None:
-        """Write every finished item's outputs, in item order, into the task's outputs."""
+    def close(self) -> None:
         self._fh.close()
-        for entry in self._entries:
-            for output, line in entry.out:
-                ctx.write_line(output, line)

@@ -77,8 +77,11 @@ def test_sigkill_between_items_resumes_mid_way(tmp_path: Path) -> None:
     # When the process is SIGKILLed mid-stage, then run again
     assert run_toy(tmp_path, env=env).returncode == -9
     journals = list((tmp_path / "art" / "work").rglob("items.jsonl"))
-    # chunk 0 is committed; chunk 1 was in progress when the process died
-    assert journals and all(j.read_bytes().count(b"\n") == 1 for j in journals)
+    # chunk 0 of the killed task is committed, chunk 1 was in progress when the process died
+    # (another partition's task, on the other worker thread, may have got anywhere meanwhile)
+    assert journals and any(j.read_bytes().count(b"\n") == 1 for j in journals)
+    parts = list((tmp_path / "art" / "work").rglob("numbers.part"))
+    assert parts, "the items' outputs are kept in the work directory for the retry"
     assert run_toy(tmp_path).returncode == 0
     # Then the whole output is right (no chunk lost or doubled) and the journals are gone
     manifests, _ = check_home(tmp_path)

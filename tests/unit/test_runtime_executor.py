@@ -245,3 +245,37 @@ def test_items_resume_skips_finished_items(store: MemoryEventStore, tmp_path: Pa
     m = next(e.manifest for e in events_of(store, ManifestWritten) if e.stage == "double")
     numbers = next(a for a in m.artifacts if a.name == "numbers")
     assert (tmp_path / "art" / numbers.path).read_text().split() == [f'{{"n":{2 * i}}}' for i in range(6)]
+
+
+def test_items_resume_cuts_what_a_failed_item_half_wrote(store: MemoryEventStore, tmp_path: Path) -> None:
+    # Given double's chunk 1 writes one of its records to disk, then its attempt fails
+    (ref,) = toy.publish(store, tmp_path, "r1", {"a": [{"n": i} for i in range(6)]})
+    ex = executor(store, tmp_path / "art", reuse=False)
+    ex.execute(TaskRef("r1", "load", ref), "toy")
+    original = toy.double.fn
+    state = {"failed": False}
+
+    def half_writing(ctx) -> None:  # type: ignore[no-untyped-def]
+        records = list(ctx.read("load", "numbers"))
+        for number in ctx.items(range(3), key=str):
+            for r in records[number * 2 : number * 2 + 2]:
+                ctx.emit("numbers", {"n": r["n"] * 2})
+                if number == 1 and not state["failed"]:
+                    ctx._pending["numbers"].sync()  # the half-written item reaches the disk
+                    state["failed"] = True
+                    raise ConnectionError("crash mid-item")
+
+    toy.double.fn = half_writing
+    try:
+        with pytest.raises(ConnectionError):
+            ex.execute(TaskRef("r1", "double", ref), "toy", final=False)
+        # When the task is retried
+        assert ex.execute(TaskRef("r1", "double", ref), "toy", attempt=2) is Outcome.COMPLETE
+    finally:
+        toy.double.fn = original
+    # Then the output holds each record once, in order, its sha256 right, and the work dir is empty
+    m = next(e.manifest for e in events_of(store, ManifestWritten) if e.stage == "double")
+    numbers = next(a for a in m.artifacts if a.name == "numbers")
+    assert (tmp_path / "art" / numbers.path).read_text().split() == [f'{{"n":{2 * i}}}' for i in range(6)]
+    assert numbers.records == 6 and ex.artifacts.verify(numbers)
+    assert [p.name for p in ex.artifacts.work_dir("r1", "double", ref).iterdir()] == []
