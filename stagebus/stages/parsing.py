@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ MAX_RECORD_DEPTH = 128
 # A source line longer than this is a reject; it is skipped in bounded reads, never held whole.
 MAX_LINE_BYTES = 16 << 20
 _SKIP_CHUNK = 1 << 20
+CSV_BATCH = 2000  # lines parsed by one csv.reader call on the fast path
 _PREVIEW = 200
 _JSON = msgspec.json.Decoder()
 
@@ -108,18 +110,25 @@ def _read_lines(fh: BinaryIO, limit: int) -> Iterator[bytes]:
 
 def _lines(fh: BinaryIO, encoding: str, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, str | None, bytes]]:
     """(line number, decoded text or None when undecodable, raw bytes) without line endings."""
-    for number, raw in enumerate(_read_lines(fh, limit), start=1):
-        if isinstance(raw, _Overlong):
-            yield number, None, raw
-            continue
-        raw = raw.rstrip(b"\r\n")
-        if number == 1 and raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8):]
-        try:
-            text: str | None = raw.decode(encoding)
-        except UnicodeDecodeError:
-            text = None
-        yield number, text, raw
+    return _numbered(enumerate(_read_lines(fh, limit), start=1), encoding)
+
+
+def _numbered(raws: Iterable[tuple[int, bytes]], encoding: str) -> Iterator[tuple[int, str | None, bytes]]:
+    for number, raw in raws:
+        yield _decoded(number, raw, encoding)
+
+
+def _decoded(number: int, raw: bytes, encoding: str) -> tuple[int, str | None, bytes]:
+    if isinstance(raw, _Overlong):
+        return number, None, raw
+    raw = raw.rstrip(b"\r\n")
+    if number == 1 and raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        text: str | None = raw.decode(encoding)
+    except UnicodeDecodeError:
+        text = None
+    return number, text, raw
 
 
 def _shown(raw: bytes) -> str:
@@ -163,6 +172,8 @@ def nesting_exceeds(value: object, limit: int | None = None) -> bool:
 
     Iterative, so a deep value cannot exhaust the stack while it is measured."""
     limit = MAX_RECORD_DEPTH if limit is None else limit
+    if isinstance(value, dict) and limit >= 1 and not any(isinstance(v, (dict, list)) for v in value.values()):
+        return False  # a flat record, the common case: one level
     stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -182,10 +193,55 @@ def json_kind(value: object) -> str:
 
 def parse_csv(fh: BinaryIO, delimiter: str = ",", encoding: str = "utf-8",
               max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Row]:
-    lines = _PushbackLines(_lines(fh, encoding, max_line_bytes))
+    source = zip(itertools.count(1), _read_lines(fh, max_line_bytes))
+    lines = _PushbackLines(_numbered(source, encoding))
     header = _header(lines, delimiter, encoding, max_line_bytes)
     if header is None:
         return
+    # Batches of lines go through one csv.reader while every row is one well-quoted line (the
+    # common case); the first batch that is not falls back, for the rest of the file, to the
+    # line-by-line reader below, which finds multi-line fields and names each bad row.
+    while batch := list(itertools.islice(source, CSV_BATCH)):
+        rows = _one_line_rows(batch, header, delimiter, encoding)
+        if rows is None:
+            rest = _PushbackLines(_numbered(itertools.chain(batch, source), encoding))
+            yield from _rows(rest, header, delimiter, encoding, max_line_bytes)
+            return
+        yield from rows
+
+
+def _one_line_rows(batch: list[tuple[int, bytes]], header: list[str], delimiter: str,
+                   encoding: str) -> list[Row] | None:
+    """The rows of ``batch`` when each non-blank line is exactly one well-quoted row, else None."""
+    numbers, texts = [], []
+    for number, raw in batch:
+        if isinstance(raw, _Overlong) or raw.count(b'"') % 2:
+            return None
+        _, text, _ = _decoded(number, raw, encoding)
+        if text is None:
+            return None
+        if text.strip():
+            numbers.append(number)
+            texts.append(text)
+    reader = csv.reader(texts, delimiter=delimiter, strict=True)
+    rows, width = [], len(header)
+    try:
+        for at, fields in enumerate(reader):
+            if reader.line_num != at + 1:
+                return None  # a row took more than its line
+            number = numbers[at]
+            if len(fields) != width:
+                rows.append(Row(number, None, f"line {number}: {len(fields)} fields, the header has {width}",
+                                texts[at]))
+            else:
+                rows.append(Row(number, dict(zip(header, fields, strict=True))))
+    except csv.Error:
+        return None
+    return rows if len(rows) == len(texts) else None
+
+
+def _rows(lines: _PushbackLines, header: list[str], delimiter: str, encoding: str,
+          max_line_bytes: int) -> Iterator[Row]:
     for first, block in lines.rows(delimiter):
         number, text, raw = first
         overlong = next((n for n, _, r in block or [first] if isinstance(r, _Overlong)), None)

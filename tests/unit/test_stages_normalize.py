@@ -169,3 +169,16 @@ def test_retry_resumes_after_the_last_finished_chunk(tmp_path: Path, monkeypatch
     # Then the first chunk was not processed again, and the output is complete and in order
     assert seen == [" 0 ", " 1 ", " 2 ", " 2 ", " 3 ", " 4 ", " 5 "]
     assert out(run) == [{"n": str(i)} for i in range(6)]
+
+
+def test_whitespace_collapses_exactly_as_the_regex_did() -> None:
+    # The fast str.split() form must agree with re.sub(r"\s+", " ").strip() on every code point.
+    import re
+
+    from stagebus.stages.normalize import _collapse_whitespace
+
+    spaces = re.compile(r"\s+")
+    for cp in range(0x110000):
+        c = chr(cp)
+        text = f"{c}a{c}{c}b{c}"
+        assert _collapse_whitespace(text) == spaces.sub(" ", text).strip(), hex(cp)
