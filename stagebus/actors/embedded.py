@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -26,7 +27,8 @@ from stagebus.actors.readiness import attempts_spent, chained_downstream, has_op
 from stagebus.actors.runtime import EMBEDDED_QUEUE, StageActors, make_broker
 from stagebus.actors.telemetry import Telemetry
 from stagebus.artifacts.local import ArtifactStore
-from stagebus.events import Manifest, StageFailed
+from stagebus.errors import InvalidInput
+from stagebus.events import RUN_SCOPE, Manifest, StageFailed
 from stagebus.pipeline.definition import Pipeline, PipelineRegistry
 from stagebus.store import EventStore
 
@@ -47,6 +49,27 @@ class RunReport:
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count``: the partition-scoped tasks whose partition hashes to it. A
+    partition's tasks all fall in one shard, so its stages chain within one process."""
+
+    index: int
+    count: int
+
+    def owns(self, task: TaskRef) -> bool:
+        if task.partition == RUN_SCOPE:
+            return False
+        return zlib.crc32(task.partition.encode("utf-8", "surrogatepass")) % self.count == self.index
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        index, _, count = text.partition("/")
+        if not (index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
+            raise InvalidInput(f"--shard must be INDEX/COUNT with 0 <= INDEX < COUNT, got {text[:40]!r}")
+        return cls(int(index), int(count))
 
 
 class ViewWriter:
@@ -114,10 +137,16 @@ class EmbeddedRunner:
         on_outcome: Callable[[TaskRef, Outcome], None] | None = None,
         on_progress: Callable[[TaskRef, int], None] | None = None,
         infra_wait_s: float = INFRA_WAIT_S,
+        shard: Shard | None = None,
     ) -> None:
         """``infra_wait_s``: how long :meth:`run` keeps trying tasks stopped by an
         infrastructure fault (backing off) before it returns with them in ``report.waiting``;
-        they stay pending, uncharged, and the next run tries them first."""
+        they stay pending, uncharged, and the next run tries them first.
+
+        ``shard``: run only the partition-scoped tasks of this shard (one of several processes
+        sharing a home, ``stagebus run --processes N``); run-level tasks are left to an unsharded
+        runner once every shard is idle."""
+        self.shard = shard
         self.store = store
         self.projections = projections
         self.artifacts = ArtifactStore(artifacts_root)
@@ -199,6 +228,8 @@ class EmbeddedRunner:
                 self._give_up(task, run.tasks[(task.stage, task.partition)].attempts)
                 gave_up += 1  # the ledger changed: look again
             for task in readiness.ready:
+                if self.shard is not None and not self.shard.owns(task):
+                    continue
                 # A task whose attempt died without a word is numbered after it, so the retry
                 # policy bounds attempts across crashes too.
                 state = run.tasks.get((task.stage, task.partition))
@@ -233,6 +264,8 @@ class EmbeddedRunner:
         if self._only_stages is not None and task.stage not in self._only_stages:
             return
         for nxt in chained_downstream(task, pipeline):
+            if self.shard is not None and not self.shard.owns(nxt):
+                continue
             if self._only_stages is None or nxt.stage in self._only_stages:
                 self.actors.send(nxt, pipeline.name)
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stagebus.actors.embedded import EmbeddedRunner, RunReport
+from stagebus.actors.embedded import EmbeddedRunner, RunReport, Shard
 from stagebus.actors.executor import Outcome
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.readiness import DONE, expected_partitions
@@ -77,7 +77,8 @@ def failed_tasks(app: AppContext, run_ids: Collection[str] | None) -> set[tuple[
 
 def run_with_progress(app: AppContext, registry: PipelineRegistry, console: Console, *,
                       run_ids: Collection[str] | None, only_stages: Collection[str] | None,
-                      workers: int, log_file: Path | None, infra_wait_s: float = 30.0) -> RunReport:
+                      workers: int, log_file: Path | None, infra_wait_s: float = 30.0,
+                      shard: Shard | None = None) -> RunReport:
     """Run until idle, one progress bar per stage. Quiet Dramatiq: our telemetry says it all."""
     if logging.getLogger("stagebus").getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("dramatiq").setLevel(logging.CRITICAL)
@@ -96,7 +97,8 @@ def run_with_progress(app: AppContext, registry: PipelineRegistry, console: Cons
                 progress.advance(bars[task.stage])
 
         with EmbeddedRunner(store, projections, app.settings.artifacts_root, registry, workers=workers,
-                            telemetry=telemetry, on_outcome=advance, infra_wait_s=infra_wait_s) as runner:
+                            telemetry=telemetry, on_outcome=advance, infra_wait_s=infra_wait_s,
+                            shard=shard) as runner:
             report = runner.run(run_ids, only_stages=only_stages)
     telemetry.close()
     return report

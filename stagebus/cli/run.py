@@ -9,8 +9,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from stagebus.actors.embedded import Shard
 from stagebus.actors.reruns import check_subset, resume_run
 from stagebus.cli._context import AppContext, get_context
+from stagebus.cli._processes import merge, run_shards, shard_summary
 from stagebus.cli._runner import blocked_tasks, failed_tasks, outcome_table, run_with_progress
 from stagebus.errors import InvalidInput
 from stagebus.pipeline.definition import PipelineRegistry
@@ -25,7 +27,12 @@ def run(
     resume_from: Annotated[str | None, typer.Option(
         "--resume-from", help="Open a new run from --run-id that re-executes this stage and everything after it.")
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker threads.")] = 2,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker threads (per process).")] = 2,
+    processes: Annotated[int, typer.Option(
+        "--processes", min=1, max=64, help="Processes for partition stages (CPU-bound stages use one core each).")
+    ] = 1,
+    shard: Annotated[str | None, typer.Option("--shard", hidden=True, help="INDEX/COUNT: a --processes child.")
+                     ] = None,
     wait_infra: Annotated[float, typer.Option(
         "--wait-infra", min=0.0, help="Seconds to keep retrying tasks stopped by a disk or I/O fault.")] = 30.0,
     log_file: Annotated[Path | None, typer.Option("--log-file", help="NDJSON task telemetry (default: home/logs).")
@@ -60,9 +67,24 @@ def run(
             state = projections.run(target)
             if state is not None:
                 check_subset(state, registry.get(state.pipeline), only)
+    if shard is not None:  # a child of --processes: run its shard quietly, tell the parent what it did
+        report = run_with_progress(app, registry, Console(stderr=True, quiet=True), run_ids=run_ids,
+                                   only_stages=only, workers=workers, log_file=log_file, infra_wait_s=wait_infra,
+                                   shard=Shard.parse(shard))
+        typer.echo(shard_summary(report))
+        return
     failed_before = failed_tasks(app, run_ids)
+    sharded = None
+    if processes > 1:
+        sharded = run_shards(app, processes, run_ids=run_ids, stages=stages, workers=workers,
+                             log_file=log_file, wait_infra=wait_infra)
     report = run_with_progress(app, registry, console, run_ids=run_ids, only_stages=only, workers=workers,
                                log_file=log_file, infra_wait_s=wait_infra)
+    if sharded is not None:
+        merge(report, {"by_stage": sharded.by_stage, "swept": sharded.swept})
+        order = [d.name for p in registry for d in p.stages]
+        report.by_stage = dict(sorted(report.by_stage.items(),
+                                      key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
     console.print(outcome_table(report))
     new_failures = failed_tasks(app, run_ids) - failed_before
     if report.swept:
