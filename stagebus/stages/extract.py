@@ -108,6 +108,19 @@ class EntityExtractor:
         self._identity_fields = {f for _, names in self._templates for f in names}
         self._patterns = [(p, re.compile(p.regex)) for p in config.patterns]
         self._keywords = [(k, _keyword_regex(k)) for k in config.keywords]
+        self._layouts: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
+
+    def _fields_of(self, record: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """(reference fields in name order, text fields in record order): the same for every record
+        with the same keys, so worked out once per key sequence, not per record."""
+        names = tuple(record)
+        known = self._layouts.get(names)
+        if known is None:
+            references = {f for f in names if self._reference.search(f)}
+            known = (sorted(references), [f for f in names if f not in references and f not in self._identity_fields])
+            if len(self._layouts) < 1024:  # bounded: records of a thousand shapes are no common case
+                self._layouts[names] = known
+        return known
 
     def identity(self, record: dict[str, Any]) -> str | None:
         for template, names in self._templates:
@@ -122,12 +135,11 @@ class EntityExtractor:
         defined = self.identity(record)
         if defined is not None and len(defined) <= self.config.max_value_length:
             yield defined, "defines", "record"
-        references = {f for f in record if self._reference.search(f)}
-        for name in sorted(references):
+        references, text_fields = self._fields_of(record)
+        for name in references:
             value = record[name]
             if value is not None and value != "" and not isinstance(value, dict | list | bool):
                 yield from self._mention(str(value), name, defined)
-        text_fields = [f for f in record if f not in references and f not in self._identity_fields]
         for rule, regex in self._patterns:
             for text in _texts(record, rule.fields or text_fields):
                 for match in regex.finditer(text):

@@ -118,7 +118,7 @@ class NormalizeConfig(BaseModel):
        config=NormalizeConfig)
 def normalize(ctx: StageContext) -> None:
     config: NormalizeConfig = ctx.config  # type: ignore[assignment]
-    steps = [compile_processor(p) for p in config.processors]
+    steps = compile_processors(config.processors)
     chunks = enumerate(_chunks(ctx.read("ingest", "records"), config.chunk_size))
     for _, chunk in ctx.items(chunks, key=lambda numbered: str(numbered[0])):
         for row in chunk:
@@ -156,6 +156,47 @@ def _missing(value: Any) -> bool:
     return value is None or value == ""
 
 
+_STRING_MAPS: dict[str, Callable[[str], str]] = {}  # filled below: op -> what it does to one string
+
+
+def compile_processors(processors: list[Processor]) -> list[Callable[[dict[str, Any]], None]]:
+    """One step per processor, except that consecutive string processors over the same fields
+    (nfc then whitespace, the default) become one pass over the record with the functions
+    composed: the same result, each field visited once."""
+    steps: list[Callable[[dict[str, Any]], None]] = []
+    run: list[Callable[[str], str]] = []
+    run_fields: list[str] | None = None
+    for p in processors:
+        fn = _STRING_MAPS.get(p.op)
+        fields = p.fields if isinstance(p, _StringOp) else None
+        if fn is not None and (not run or fields == run_fields):
+            run.append(fn)
+            run_fields = fields
+            continue
+        if run:
+            steps.append(_strings(run_fields, _composed(run)))
+            run = []
+        if fn is not None:
+            run, run_fields = [fn], fields
+        else:
+            steps.append(compile_processor(p))
+    if run:
+        steps.append(_strings(run_fields, _composed(run)))
+    return steps
+
+
+def _composed(fns: list[Callable[[str], str]]) -> Callable[[str], str]:
+    if len(fns) == 1:
+        return fns[0]
+
+    def composed(text: str) -> str:
+        for fn in fns:
+            text = fn(text)
+        return text
+
+    return composed
+
+
 def compile_processor(p: Processor) -> Callable[[dict[str, Any]], None]:
     match p:
         case Rename():
@@ -190,13 +231,23 @@ def _nfc(text: str) -> str:
 
 
 def _strings(fields: list[str] | None, fn: Callable[[str], str]) -> Callable[[dict[str, Any]], None]:
+    if fields is None:
+        def every_field(record: dict[str, Any]) -> None:
+            changed = {name: fn(value) for name, value in record.items() if isinstance(value, str)}
+            record.update(changed)
+
+        return every_field
+
     def step(record: dict[str, Any]) -> None:
-        for name in fields if fields is not None else list(record):
+        for name in fields:
             value = record.get(name)
             if isinstance(value, str):
                 record[name] = fn(value)
 
     return step
+
+
+_STRING_MAPS.update({"whitespace": _collapse_whitespace, "nfc": _nfc, "lowercase": str.lower})
 
 
 def _rename(record: dict[str, Any], fields: dict[str, str]) -> None:

@@ -182,3 +182,24 @@ def test_whitespace_collapses_exactly_as_the_regex_did() -> None:
         c = chr(cp)
         text = f"{c}a{c}{c}b{c}"
         assert _collapse_whitespace(text) == spaces.sub(" ", text).strip(), hex(cp)
+
+
+def test_fused_string_processors_give_the_same_records_as_one_step_each() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from stagebus.stages.normalize import NormalizeConfig, apply, compile_processor, compile_processors
+
+    ops = st.sampled_from([{"op": "nfc"}, {"op": "whitespace"}, {"op": "lowercase"},
+                           {"op": "whitespace", "fields": ["a"]}, {"op": "lowercase", "fields": ["a", "b"]},
+                           {"op": "drop", "fields": ["c"]}, {"op": "rename", "fields": {"a": "c"}}])
+    values = st.one_of(st.text(alphabet=" \tAbé\u0301\u00a0x", max_size=6), st.integers(), st.none())
+
+    @settings(max_examples=200, deadline=None)
+    @given(processors=st.lists(ops, max_size=5), record=st.dictionaries(st.sampled_from("abcd"), values))
+    def check(processors: list[dict], record: dict) -> None:  # type: ignore[type-arg]
+        config = NormalizeConfig.model_validate({"processors": processors})
+        one_each = [compile_processor(p) for p in config.processors]
+        assert apply(compile_processors(config.processors), record) == apply(one_each, record)
+
+    check()
