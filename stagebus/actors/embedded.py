@@ -284,9 +284,9 @@ class EmbeddedRunner:
 
     def _collect_failures(self, run_ids: Collection[str] | None) -> None:
         self.projections.catch_up()
-        for run in self._runs(run_ids):
-            for (stage, ref), state in sorted(run.tasks.items()):
-                if state.status == "failed":
-                    self._report.failed.append((TaskRef(run.run_id, stage, ref), state.last_error))
-                elif state.status == "waiting":
-                    self._report.waiting.append((TaskRef(run.run_id, stage, ref), state.last_error or ""))
+        for run_id, state in self.projections.tasks_in(("failed", "waiting"), run_ids):
+            task = TaskRef(run_id, state.stage, state.partition)
+            if state.status == "failed":
+                self._report.failed.append((task, state.last_error))
+            else:
+                self._report.waiting.append((task, state.last_error or ""))

@@ -14,7 +14,7 @@ from rich.table import Table
 from stagebus.actors.embedded import EmbeddedRunner, RunReport, Shard
 from stagebus.actors.executor import Outcome
 from stagebus.actors.gate import TaskRef
-from stagebus.actors.readiness import DONE, expected_partitions
+from stagebus.actors.readiness import DONE, expected_partitions, has_open_tasks
 from stagebus.actors.telemetry import Telemetry
 from stagebus.cli._context import AppContext
 from stagebus.events import RUN_SCOPE
@@ -28,8 +28,9 @@ def remaining_by_stage(app: AppContext, registry: PipelineRegistry, run_ids: Col
                        only_stages: Collection[str] | None) -> dict[str, int]:
     """Tasks per stage not yet done in the targeted runs: the progress bars' totals."""
     projections = app.projections()
-    ids = run_ids if run_ids is not None else [r.run_id for r in projections.runs()
-                                               if not r.abandoned and not projections.child_runs(r.run_id)]
+    # A run with nothing pending or running adds nothing: only open runs' tasks are read.
+    ids = run_ids if run_ids is not None else [r.run_id for r in projections.runs() if has_open_tasks(r)
+                                               and not projections.child_runs(r.run_id)]
     totals: Counter[str] = Counter()
     for run_id in ids:
         run = projections.run(run_id)
@@ -64,15 +65,7 @@ def blocked_tasks(run: RunState, pipeline: Pipeline) -> set[tuple[str, str]]:
 
 
 def failed_tasks(app: AppContext, run_ids: Collection[str] | None) -> set[tuple[str, str, str]]:
-    projections = app.projections()
-    ids = run_ids if run_ids is not None else [r.run_id for r in projections.runs()]
-    failed = set()
-    for run_id in ids:
-        run = projections.run(run_id)
-        for (stage, ref), state in (run.tasks.items() if run else ()):
-            if state.status == "failed":
-                failed.add((run_id, stage, ref))
-    return failed
+    return {(run_id, t.stage, t.partition) for run_id, t in app.projections().tasks_in(("failed",), run_ids)}
 
 
 def run_with_progress(app: AppContext, registry: PipelineRegistry, console: Console, *,

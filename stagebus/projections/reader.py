@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Collection
 from pathlib import Path
 
 from stagebus.errors import ReadOnlyStore, StoreUnavailable
@@ -147,6 +148,11 @@ class Projections:
 
     def failed_tasks(self, run_id: str, stage: str | None = None, limit: int = 50) -> list[TaskState]:
         return _runs.read_failed_tasks(self._conn(), run_id, stage, limit)
+
+    def tasks_in(self, statuses: tuple[str, ...],
+                 run_ids: Collection[str] | None = None) -> list[tuple[str, TaskState]]:
+        """(run_id, task) of every task in one of ``statuses``, of ``run_ids`` (default: every run)."""
+        return _runs.read_tasks_in(self._conn(), statuses, run_ids)
 
     def ingested(self, run_id: str) -> list[IngestedPartition]:
         return _runs.read_ingested(self._conn(), run_id)

@@ -10,6 +10,7 @@ never out of step with them.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
 from typing import NamedTuple
 
 import msgspec
@@ -338,6 +339,22 @@ def _task(r: tuple) -> TaskState:  # type: ignore[type-arg]
     return TaskState(stage=r[0], partition=r[1], status=r[2], attempts=r[3], last_error=r[4], worker=r[5],
                      records_in=r[6], records_out=r[7], records_rejected=r[8], duration_s=r[9] / 1_000_000,
                      updated_at=r[10])
+
+
+def read_tasks_in(conn: sqlite3.Connection, statuses: tuple[str, ...],
+                  run_ids: Collection[str] | None = None) -> list[tuple[str, TaskState]]:
+    """(run_id, task) of every task in one of ``statuses`` (of ``run_ids``, default every run), in
+    run, stage, partition order. One scan of the task table: a long history of finished runs
+    costs no per-run query, and no finished task is built into an object."""
+    marks = ",".join("?" * len(statuses))
+    rows = conn.execute(
+        f"SELECT run_id, {_TASK_COLUMNS} FROM {STAGE_TASKS_TABLE} WHERE status IN ({marks}) "
+        "ORDER BY run_id, stage, partition", statuses).fetchall()
+    wanted = None if run_ids is None else set(run_ids)
+    return [(r[0], TaskState(stage=r[1], partition=r[2], status=r[3], attempts=r[4], last_error=r[5], worker=r[6],
+                             records_in=r[7], records_out=r[8], records_rejected=r[9], duration_s=r[10] / 1_000_000,
+                             updated_at=r[11]))
+            for r in rows if wanted is None or r[0] in wanted]
 
 
 def _tasks(conn: sqlite3.Connection, run_id: str) -> list[TaskState]:
