@@ -23,6 +23,8 @@ BENCHMARKS = {
     "serve": "bench.serve",
     "why": "bench.why",
     "asof": "bench.asof",
+    "records": "bench.records",
+    "idle": "bench.idle",
 }
 
 
