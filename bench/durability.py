@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -18,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import print_table
+from bench.noop_run import measure_in_subprocess
 from bench.store import workload
 from stagebus.store import SqliteEventStore
+from stagebus.store.sqlite import SYNCHRONOUS_ENV
 
 DEFAULT_JSON = Path(__file__).parent / "results-durability.json"
 
@@ -45,6 +48,27 @@ def append_rate(directory: Path, level: str, appends: int, per_append: int, tria
     return appends / elapsed
 
 
+def task_cost(partitions: int, repeats: int) -> dict[str, Any]:
+    """ms per no-op stage task (bench.noop_run, fresh process) under FULL and NORMAL, alternating:
+    what durability costs a whole task (a task commits StageStarted unsynced, its manifest synced)."""
+    best = {"FULL": float("inf"), "NORMAL": float("inf")}
+    for _ in range(repeats):
+        for level in best:
+            previous = os.environ.get(SYNCHRONOUS_ENV)
+            os.environ[SYNCHRONOUS_ENV] = level
+            try:
+                result = measure_in_subprocess(partitions)
+            finally:
+                if previous is None:
+                    os.environ.pop(SYNCHRONOUS_ENV, None)
+                else:
+                    os.environ[SYNCHRONOUS_ENV] = previous
+            best[level] = min(best[level], result["seconds"] / result["tasks"] * 1000)
+    return {"partitions": partitions, "repeats": repeats, "full_ms_per_task": round(best["FULL"], 3),
+            "normal_ms_per_task": round(best["NORMAL"], 3),
+            "ratio_full_over_normal": round(best["FULL"] / best["NORMAL"], 2)}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     appends = args.appends or (100 if args.quick else 1_000)
     repeats = args.repeats or (2 if args.quick else 5)
@@ -67,12 +91,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             })
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+    tasks = task_cost(60 if args.quick else 300, repeats=2 if args.quick else 3)
     report = {"quick": args.quick, "appends": appends, "repeats": repeats,
-              "seconds": round(time.monotonic() - started, 1), "appends_by_size": rows}
+              "seconds": round(time.monotonic() - started, 1), "appends_by_size": rows, "noop_task": tasks}
     print_table(f"SQLite append transaction, synchronous FULL vs NORMAL (best of {repeats}, {appends} appends)",
                 ["events/append", "level", "NORMAL ms", "FULL ms", "FULL/NORMAL"],
                 [[r["events_per_append"], "per append", r["normal_ms_per_append"], r["full_ms_per_append"],
                   f"{r['ratio_full_over_normal']:.2f}"] for r in rows])
+    print_table(f"no-op pipeline, {tasks['partitions']} partitions: ms per stage task by level (best of "
+                f"{tasks['repeats']}, fresh process each)", ["level", "ms/task"],
+                [[level, tasks[f"{level.lower()}_ms_per_task"]] for level in ("FULL", "NORMAL")]
+                + [["FULL / NORMAL", tasks["ratio_full_over_normal"]]])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.json} ({report['seconds']} s)")

@@ -58,6 +58,8 @@ PEAK = ("import atexit, sys\n"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (~1 min)")
     parser.add_argument("--large-rows", type=int, default=None, help="rows of the one large file (default 1M)")
+    parser.add_argument("--skip-processes", action="store_true", help="leave out --processes 1 vs 2")
+    parser.add_argument("--tiny", action="store_true", help="a few hundred rows: the benchmark's code only")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the figures")
 
 
@@ -187,7 +189,10 @@ def partition_seconds(stages: Any) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
     stage_rows, stage_files = (20_000, 2) if quick else (200_000, 8)
+    small_rows, small_files = (5_000, 40) if quick else (28_000, 235)
     large_rows = args.large_rows or (50_000 if quick else 1_000_000)
+    if args.tiny:
+        stage_rows, stage_files, small_rows, small_files, large_rows = 400, 2, 200, 5, 300
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="sb-bench-records-") as tmp:
         root = Path(tmp)
@@ -208,10 +213,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         figures["user_stage"] = {"records": int(n), "records_per_s": round(n / seconds),
                                  "baseline_read_write_per_s": round(raw), "ratio": round(n / seconds / raw, 3)}
 
-        small = write_airports(root / "small", 28_000 if not quick else 5_000, 235 if not quick else 40)
+        small = write_airports(root / "small", small_rows, small_files)
         ours = cli_run(root / "home-small", root / "small")
         plain = plain_script_rate(small, root / "plain.jsonl")
-        rows_small = 28_000 if not quick else 5_000
+        rows_small = small_rows
         figures["many_small_files"] = {"files": len(small), "rows": rows_small, **ours,
                                        "records_per_s": round(rows_small / ours["seconds"]),
                                        "plain_script_per_s": round(plain),
@@ -225,6 +230,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                      "ratio": round(large_rows / ours["seconds"] / plain, 4)}
 
         proc_files = root / "stage-data"
+        if args.skip_processes:
+            show(figures)
+            args.json.write_text(json.dumps(figures, indent=2) + "\n")
+            return figures
         one = cli_run(root / "home-p1", proc_files, "--processes", "1")
         two = cli_run(root / "home-p2", proc_files, "--processes", "2")
         figures["processes"] = {
@@ -246,7 +255,8 @@ def show(f: dict[str, Any]) -> None:
                 ["stage", "records in", "seconds", "records/s", "/ baseline"],
                 [[r["stage"], f"{r['records_in']:,}", r["seconds"], f"{r['records_per_s']:,}", r["ratio"]]
                  for r in s["stages"]])
-    u, m, big, p = f["user_stage"], f["many_small_files"], f["one_large_file"], f["processes"]
+    u, m, big = f["user_stage"], f["many_small_files"], f["one_large_file"]
+    p = f.get("processes", {"files": "-", "two_s": "-", "one_s": "-", "speedup_run": "-"})
     print_table("record path and end to end", ["measure", "ours", "baseline", "ratio", "peak RSS MB"], [
         ["user stage (read -> emit pydantic schema)", f"{u['records_per_s']:,}/s",
          f"read+write {u['baseline_read_write_per_s']:,}/s", u["ratio"], ""],

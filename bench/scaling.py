@@ -151,7 +151,7 @@ def replay_scaling(directory: Path, sizes: list[int]) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    run_sizes = [10, 100, 1000]
+    run_sizes = [10, 100, 1000] if args.quick else [10, 100, 1000, 10_000]
     ledger_sizes = [1_000, 10_000] if args.quick else [10_000, 100_000]
     replay_sizes = [10_000, 100_000] if args.quick else [100_000, 1_000_000]
     repeats = 3

@@ -159,3 +159,30 @@ def test_asof_bench_reads_the_ledger_as_of_positions_at_a_tiny_size(tmp_path: Pa
     assert figures["ledger_rows"] == 500 // history.EVENTS_PER_PARTITION
     assert figures["rows_as_of_middle"] <= figures["ledger_rows"]
     assert figures["ratio_head_vs_raw"] > 0
+
+
+def test_records_bench_measures_every_figure_at_a_tiny_size(tmp_path: Path) -> None:
+    from bench import records
+
+    parser = argparse.ArgumentParser()
+    records.add_arguments(parser)
+    figures = records.run(parser.parse_args(["--tiny", "--json", str(tmp_path / "records.json")]))
+    # Then every stage of the reference pipeline has a rate and a ratio against read + decode
+    assert [r["stage"] for r in figures["stages"]["stages"]][:3] == ["ingest", "normalize", "extract"]
+    assert all(r["records_in"] > 0 and r["ratio"] > 0 for r in figures["stages"]["stages"][:3])
+    assert figures["user_stage"]["records"] == 400 and figures["user_stage"]["ratio"] > 0
+    # And the end-to-end runs and the processes comparison carry their baselines
+    assert figures["many_small_files"]["files"] == 5 and figures["many_small_files"]["peak_rss_mb"] > 0
+    assert figures["one_large_file"]["rows"] == 300 and figures["one_large_file"]["ratio"] > 0
+    assert figures["processes"]["speedup_run"] > 0
+    assert json.loads((tmp_path / "records.json").read_text()) == figures
+
+
+def test_idle_bench_times_an_idle_run_at_a_tiny_size(tmp_path: Path) -> None:
+    from bench import idle
+
+    parser = argparse.ArgumentParser()
+    idle.add_arguments(parser)
+    figures = idle.run(parser.parse_args(["--tiny", "--json", str(tmp_path / "idle.json")]))
+    assert figures["finished_runs"]["runs"] == 2 and figures["partitions"]["partitions"] == 200
+    assert figures["partitions"]["cli_run_s"] > 0 and figures["finished_runs"]["run_in_process_s"] > 0
