@@ -10,23 +10,26 @@ live with the projections (``ledger_pages``, ``report``, ``explain``) and in
 from __future__ import annotations
 
 import base64
+import sqlite3
 import threading
 import time
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from stagebus.artifacts.local import ArtifactStore
-from stagebus.errors import InvalidInput, StagebusError
+from stagebus.errors import InvalidInput, StagebusError, StoreError
 from stagebus.events import RUN_SCOPE, AnyEvent, StageFailed, failure_key, partition_ref, to_builtins
 from stagebus.pipeline.rejects import read_rejects, sensitive_fields, sources
 from stagebus.projections import STATUSES, Projections
 from stagebus.projections import ledger_pages as pages
 from stagebus.projections.anchors import checkpoint_anchors
 from stagebus.projections.explain import explain
+from stagebus.projections.generations import FileGenerations
 from stagebus.projections.report import describe_run, listed_run, run_status
 from stagebus.settings import Settings
 from stagebus.store import EventStore, RecordedEvent, open_store
@@ -94,6 +97,7 @@ class Inspector:
         self._store: EventStore | None = None
         self._projections: Projections | None = None
         self.verified: Verified | None = None  # the last on-demand verify of this process
+        self._signature: tuple[object, object] = (None, None)
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -102,6 +106,48 @@ class Inspector:
         if self._store is None:
             self._store = open_store(self.settings.store_url, readonly=True)
         return self._store
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Reopen what changed on disk since it was opened. A read-only open of a SQLite file
+        nobody writes is immutable (it creates no file), so it would not see, or would misread,
+        what a writer changes later: a long-running inspector reopens the log when its files
+        change (in WAL read mode once a writer is there), and the projections when theirs do
+        (else they keep catching up in memory from the reopened log)."""
+        log, projections = self._signatures()
+        if force or projections != self._signature[1]:
+            if self._projections is not None:
+                self._projections.close()
+            self._projections = None
+        if force or log != self._signature[0]:
+            if self._store is not None:
+                self._store.close()
+            self._store = None
+            if self._projections is not None:
+                self._projections.store = self.store
+        self._signature = (log, projections)
+
+    def _signatures(self) -> tuple[object, object]:
+        url = self.settings.store_url
+        log = None
+        if url.startswith("sqlite:///"):  # Redis and memory logs are read live
+            path = Path(url.removeprefix("sqlite:///"))
+            log = (_stat(path), _stat(Path(f"{path}-wal")))
+        root = self.settings.projections_path
+        live = FileGenerations(root).live() if root.exists() else None
+        files = (None,) if live is None else (_stat(FileGenerations(root).path(live)),
+                                              _stat(Path(f"{FileGenerations(root).path(live)}-wal")))
+        return log, (live, *files)
+
+    def read(self, compute: Callable[[Inspector], dict[str, Any]]) -> dict[str, Any]:
+        """``compute(self)`` under the lock, on files reopened if they changed; once more on
+        everything reopened if a file changed under the read (a writer raced it)."""
+        with self._lock:
+            self.refresh()
+            try:
+                return compute(self)
+            except (sqlite3.DatabaseError, StoreError):
+                self.refresh(force=True)
+                return compute(self)
 
     def projections(self) -> Projections:
         """The read-only projections, caught up with the log (in memory if the files lag it)."""
@@ -118,9 +164,6 @@ class Inspector:
             if self._store is not None:
                 self._store.close()
             self._projections = self._store = None
-
-    def reading(self) -> _Reading:
-        return _Reading(self)
 
     # --- pages -----------------------------------------------------------------------------
 
@@ -323,18 +366,12 @@ class Inspector:
             high = low
 
 
-class _Reading:
-    """``with inspector.reading():`` holds the inspector's lock for one page."""
-
-    def __init__(self, inspector: Inspector) -> None:
-        self.inspector = inspector
-
-    def __enter__(self) -> Inspector:
-        self.inspector._lock.acquire()
-        return self.inspector
-
-    def __exit__(self, *exc: object) -> None:
-        self.inspector._lock.release()
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return info.st_size, info.st_mtime_ns
 
 
 def _fields(record: RecordedEvent) -> dict[str, Any]:

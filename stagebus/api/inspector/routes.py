@@ -53,8 +53,7 @@ class Pages:
                title: str) -> HTMLResponse:
         fragment = request.query_params.get("fragment") == "1"
         try:
-            with self.inspector.reading() as inspector:
-                data = compute(inspector)
+            data = self.inspector.read(compute)
         except NotFound as exc:
             return self._error(request, 404, str(exc))
         except InvalidInput as exc:
