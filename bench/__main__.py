@@ -23,6 +23,7 @@ BENCHMARKS = {
     "serve": "bench.serve",
     "why": "bench.why",
     "asof": "bench.asof",
+    "ui": "bench.ui",
 }
 
 

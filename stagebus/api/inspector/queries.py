@@ -30,16 +30,19 @@ from stagebus.projections import ledger_pages as pages
 from stagebus.projections.anchors import checkpoint_anchors
 from stagebus.projections.explain import explain
 from stagebus.projections.generations import FileGenerations
+from stagebus.projections.recent import read_recent_runs, read_run_ids
 from stagebus.projections.report import describe_run, listed_run, run_status
 from stagebus.settings import Settings
 from stagebus.store import EventStore, RecordedEvent, open_store
 from stagebus.store.anchors import check_anchor, head_anchor
+from stagebus.store.keys import RUNS_TABLE
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 LOG_WINDOW = 500  # events read per step when scanning the log's tail backwards
 LOG_SCAN = 20_000  # at most this many events are looked at to fill one page of a filtered log view
-RECENT_RUNS = 20  # the overview looks for failures in this many of the newest runs
+RECENT_RUNS = 50  # the overview looks for runs in progress among this many of the newest runs
+RECENT_FAILED_RUNS = 20  # and for failures among this many
 REJECTS_SHOWN = 100
 _KEYSET = msgspec.json.Encoder()
 _KEYSET_DECODE = msgspec.json.Decoder(list[Any])
@@ -170,24 +173,26 @@ class Inspector:
     def overview(self, scope: Scope = EVERYTHING) -> dict[str, Any]:
         p = self.projections()
         conn = p._conn()
-        runs = [r for r in p.runs() if scope.sees(r.pipeline)]
+        recent = [run for _, run in read_recent_runs(conn, RECENT_RUNS, pipelines=scope.pipelines)]
         in_progress = []
-        for run in runs:
+        for run in recent:
             status = run_status(run)
             if status in ("running", "pending"):
                 in_progress.append({**listed_run(run), "stages": [
                     {"stage": s.stage, "done": s.complete + s.reused, "expected": s.expected, "failed": s.failed,
                      "running": s.running, "selected": s.selected} for s in run.stage_summaries]})
         failures = []
-        for run in runs[-RECENT_RUNS:]:
+        for run in recent[:RECENT_FAILED_RUNS]:
             for task in p.failed_tasks(run.run_id, limit=10):
                 failures.append({"run_id": run.run_id, "stage": task.stage, "partition": task.partition,
                                  "error": task.last_error or "", "at": task.updated_at})
         failures.sort(key=lambda f: f["at"], reverse=True)
+        runs = conn.execute(f"SELECT count(*) FROM {RUNS_TABLE}").fetchone()[0] if scope.pipelines is None else len(
+            read_run_ids(conn, scope.pipelines))
         head = head_anchor(self.store)
         last = next(iter(self.store.read(after=head.position - 1, limit=1)), None) if head.position else None
         return {"counts": pages.status_counts(conn, scope.pipelines), "statuses": STATUSES,
-                "runs": len(runs), "in_progress": in_progress, "failures": failures[:10],
+                "runs": runs, "recent": RECENT_RUNS, "in_progress": in_progress, "failures": failures[:10],
                 "head": {"position": head.position, "hash": head.hash,
                          "recorded_at": last.recorded_at if last else None},
                 "checkpoint": p.checkpoint(), "applied_in_memory": p.applied_in_memory,
@@ -245,11 +250,13 @@ class Inspector:
                           "pipeline": headers[r].pipeline} for r, pos in visible],
                 "why": why, "tasks": tasks, "live": p.partition(dataset, partition).status == "pending"}
 
-    def runs(self, scope: Scope = EVERYTHING) -> dict[str, Any]:
+    def runs(self, before: int | None, limit: int, scope: Scope = EVERYTHING) -> dict[str, Any]:
+        """A page of runs, newest first, opened before log position ``before``."""
         p = self.projections()
-        rows = [listed_run(r) for r in p.runs() if scope.sees(r.pipeline)]
-        rows.reverse()  # newest first
-        return {"runs": rows, "live": any(r["status"] in ("running", "pending") for r in rows)}
+        found = read_recent_runs(p._conn(), limit + 1, before=before, pipelines=scope.pipelines)
+        rows = [{**listed_run(run), "position": seq} for seq, run in found[:limit]]
+        older = rows[-1]["position"] if len(found) > limit else None
+        return {"runs": rows, "older": older, "live": any(r["status"] in ("running", "pending") for r in rows)}
 
     def run(self, run_id: str, scope: Scope = EVERYTHING) -> dict[str, Any]:
         p = self.projections()
@@ -269,16 +276,18 @@ class Inspector:
     def rejects(self, run_id: str | None, stage: str | None, dataset: str | None, partition: str | None,
                 limit: int, scope: Scope = EVERYTHING) -> dict[str, Any]:
         p = self.projections()
-        runs = [r for r in p.runs() if scope.sees(r.pipeline)]
+        runs = [run for _, run in read_recent_runs(p._conn(), RECENT_RUNS, pipelines=scope.pipelines)]
         if not runs:
             return {"run": None, "runs": [], "rejects": [], "total": 0, "error": None, "sensitive": []}
-        chosen = next((r for r in runs if r.run_id == run_id), None) if run_id else runs[-1]
-        if chosen is None:
+        chosen = (p.run(run_id) if run_id else runs[0])
+        if chosen is None or not scope.sees(chosen.pipeline):
             raise NotFound(f"unknown run {run_id!r}")
+        if chosen.run_id not in {r.run_id for r in runs}:
+            runs.append(chosen)
         stages = [s.name for s in chosen.plan]
         if stage is not None and stage not in stages:
             raise InvalidInput(f"run {chosen.run_id} has no stage {stage!r}")
-        out: dict[str, Any] = {"run": chosen.run_id, "runs": [r.run_id for r in reversed(runs)], "stages": stages,
+        out: dict[str, Any] = {"run": chosen.run_id, "runs": [r.run_id for r in runs], "stages": stages,
                                "rejects": [], "total": 0, "error": None, "sensitive": []}
         try:
             sensitive = sensitive_fields(self.settings.pipelines, chosen)
@@ -354,7 +363,7 @@ class Inspector:
     def _visible_runs(self, scope: Scope) -> set[str | None] | None:
         if scope.pipelines is None:
             return None
-        return {r.run_id for r in self.projections().runs() if scope.sees(r.pipeline)}
+        return set(read_run_ids(self.projections()._conn(), scope.pipelines))
 
     def _backwards(self, start: int) -> Iterator[RecordedEvent]:
         """Events before position ``start``, newest first, read in windows."""

@@ -121,8 +121,9 @@ def create_router(inspector: Inspector, *, scope: ScopeDependency | None = None,
                             f"{dataset}/{partition}")
 
     @router.get("/runs", response_class=HTMLResponse)
-    def runs(request: Request, who: Seen) -> HTMLResponse:
-        return pages.render(request, "runs", lambda i: i.runs(who), "Runs")
+    def runs(request: Request, who: Seen, before: Annotated[int | None, Query(ge=1)] = None,
+             limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE) -> HTMLResponse:
+        return pages.render(request, "runs", lambda i: i.runs(before, limit, who), "Runs")
 
     @router.get("/runs/{run_id}", response_class=HTMLResponse)
     def run(request: Request, who: Seen, run_id: str) -> HTMLResponse:
