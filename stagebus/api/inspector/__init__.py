@@ -25,7 +25,8 @@ pipelines, their partitions, rejects and events are then 404 or left out of list
 API. Without ``owner_pipelines`` an authenticated caller sees everything.
 """
 
-from __future__ import annotations
+# No "from __future__ import annotations": FastAPI reads the signature of scope() below, whose
+# dependency is local.
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Collection

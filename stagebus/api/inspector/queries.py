@@ -277,11 +277,11 @@ class Inspector:
                 limit: int, scope: Scope = EVERYTHING) -> dict[str, Any]:
         p = self.projections()
         runs = [run for _, run in read_recent_runs(p._conn(), RECENT_RUNS, pipelines=scope.pipelines)]
-        if not runs:
-            return {"run": None, "runs": [], "rejects": [], "total": 0, "error": None, "sensitive": []}
-        chosen = (p.run(run_id) if run_id else runs[0])
-        if chosen is None or not scope.sees(chosen.pipeline):
+        chosen = p.run(run_id) if run_id else (runs[0] if runs else None)
+        if run_id and (chosen is None or not scope.sees(chosen.pipeline)):
             raise NotFound(f"unknown run {run_id!r}")
+        if chosen is None:
+            return {"run": None, "runs": [], "rejects": [], "total": 0, "error": None, "sensitive": []}
         if chosen.run_id not in {r.run_id for r in runs}:
             runs.append(chosen)
         stages = [s.name for s in chosen.plan]
