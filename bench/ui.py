@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 and 3,000 partitions instead of 10k and 100k")
     parser.add_argument("--sizes", type=str, default=None, help="partition counts, comma-separated")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--keep", type=Path, default=None, help="grow the homes here and keep them")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="grow the homes here and keep them; homes already there are measured again, not regrown")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the figures")
 
 
@@ -118,9 +119,10 @@ def _get(url: str) -> float:
 
 def _pages(partitions: int) -> dict[str, str]:
     some = f"p{random.Random(7).randrange(partitions // 2):07d}"  # one with a history across runs
+    failing = min(9, (partitions - 1) // RUN_SIZE)  # the first failing run (or the last run of a small home)
     return {"overview": "/", "ledger": "/ledger", "ledger_status": "/ledger?status=invalid",
             "ledger_text": f"/ledger?q={some[:-2]}", "ledger_newest": "/ledger?sort=updated_at&order=desc",
-            "partition": f"/partition?dataset={DATASET}&partition={some}", "run": "/runs/first-0009",
+            "partition": f"/partition?dataset={DATASET}&partition={some}", "run": f"/runs/first-{failing:04d}",
             "log": "/log", "log_type": "/log?type=stage_failed"}
 
 
@@ -157,8 +159,12 @@ def _first_paint(url: str) -> float | None:
 
 def measure(home: Path, partitions: int, repeats: int) -> dict[str, Any]:
     t0 = time.perf_counter()
-    events = grow_home(home, partitions)
-    grown_s = time.perf_counter() - t0
+    if (home / "projections" / "CURRENT").exists():  # kept from an earlier run (--keep)
+        with SqliteEventStore(home / "log.db", readonly=True) as store:
+            events, grown_s = store.head(), None
+    else:
+        events = grow_home(home, partitions)
+        grown_s = time.perf_counter() - t0
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
            "STAGEBUS_PIPELINES": "bench.runtime:noop_pipeline"}
@@ -200,8 +206,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for size in sizes:
             home = root / f"home-{size}"
-            if home.exists():
-                shutil.rmtree(home)
+            if home.exists() and not (home / "projections" / "CURRENT").exists():
+                shutil.rmtree(home)  # a grow that did not finish
             results.append(measure(home, size, args.repeats))
     finally:
         if args.keep is None:

@@ -90,7 +90,7 @@ def plan_svg(plan: Sequence[PlannedStage], stages: Sequence[Mapping[str, Any]]) 
             f'<g class="stage {state}" data-stage="{escape(s.name)}">'
             f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="6" fill="{COLORS[state]}" '
             f'stroke="#556" stroke-width="1"/>'
-            f'<text x="{x + 10}" y="{y + 21}" font-weight="bold">{escape(s.name)}{escape(scope)}</text>'
+            f'<text class="name" x="{x + 10}" y="{y + 21}">{escape(s.name)}{escape(scope)}</text>'
             f'<text x="{x + 10}" y="{y + 41}" font-size="12">{escape(done)}{escape(failed)} · {state}</text></g>')
     parts.append("</svg>")
     return "".join(parts)

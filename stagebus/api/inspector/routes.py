@@ -15,7 +15,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from stagebus.api.inspector.dag import plan_svg
-from stagebus.api.inspector.queries import EVERYTHING, PAGE_SIZE, REJECTS_SHOWN, Inspector, NotFound, Scope
+from stagebus.api.inspector.queries import (
+    EVERYTHING,
+    PAGE_SIZE,
+    REJECTS_SHOWN,
+    RUNS_PAGE,
+    Inspector,
+    NotFound,
+    Scope,
+)
 from stagebus.errors import InvalidInput, StagebusError
 from stagebus.projections.ledger_pages import LedgerFilter
 
@@ -122,7 +130,7 @@ def create_router(inspector: Inspector, *, scope: ScopeDependency | None = None,
 
     @router.get("/runs", response_class=HTMLResponse)
     def runs(request: Request, who: Seen, before: Annotated[int | None, Query(ge=1)] = None,
-             limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE) -> HTMLResponse:
+             limit: Annotated[int, Query(ge=1, le=200)] = RUNS_PAGE) -> HTMLResponse:
         return pages.render(request, "runs", lambda i: i.runs(before, limit, who), "Runs")
 
     @router.get("/runs/{run_id}", response_class=HTMLResponse)
