@@ -40,7 +40,7 @@ from stagebus.store.keys import RUNS_TABLE
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 LOG_WINDOW = 500  # events read per step when scanning the log's tail backwards
-LOG_SCAN = 20_000  # at most this many events are looked at to fill one page of a filtered log view
+LOG_SCAN = 10_000  # at most this many events are looked at to fill one page of a filtered log view
 RECENT_RUNS = 10  # the overview looks for runs in progress among this many of the newest runs (each
 # run's summary is computed on read from its task rows: ~10 ms per 1,000 partitions)
 RECENT_FAILED_RUNS = 10  # and for failures among this many
