@@ -7,11 +7,12 @@ is open to whoever can reach it, so it listens on loopback only and refuses any 
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from stagebus.cli._context import get_context
+from stagebus.cli._context import AppContext, get_context, make_settings
 from stagebus.errors import InvalidInput
 
 LOOPBACK_NAMES = ("localhost",)
@@ -37,6 +38,8 @@ def ui(
     host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback only without API keys).")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8081,
+    home: Annotated[Path | None, typer.Option("--home", help="The home to inspect (as the global --home).",
+                                              show_default=False)] = None,
 ) -> None:
     """Serve the read-only web inspector (ledger, partitions and their "why", runs, rejects, log)
     at http://HOST:PORT/ui/. Changes no file of the home."""
@@ -45,6 +48,9 @@ def ui(
         raise InvalidInput(f"--host {host} is not a loopback address: with no API keys configured the inspector "
                            "is open to anyone who reaches it, so it listens on 127.0.0.1, ::1 or localhost only")
     app_context = get_context(ctx)
+    if home is not None:
+        app_context.close()
+        app_context = AppContext(make_settings(str(home), app_context.settings.store or None, None))
     app_context.require_log()  # one clear line for a home with no log, before listening
     import uvicorn
 

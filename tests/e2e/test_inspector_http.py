@@ -21,7 +21,7 @@ import pytest
 from stagebus.events import RunAbandoned
 from stagebus.store import SqliteEventStore
 from support.files import snapshot
-from support.inspector import Server, build_home, child_run, fetch, publish, serve, stagebus
+from support.inspector import BOOT, Server, build_home, child_run, fetch, publish, serve, stagebus
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -384,3 +384,9 @@ def test_a_page_in_progress_refreshes_until_the_work_is_done(tmp_path: Path) -> 
             assert time.monotonic() < deadline, "the page stayed in progress"
             time.sleep(0.2)
         assert 'class="status valid"' in fragment.body
+
+
+def test_ui_takes_the_home_after_the_command_too(home: Path) -> None:
+    command = [sys.executable, "-B", "-c", BOOT, "ui", "--home", str(home), "--port", "{port}"]
+    with serve(home, command=command) as server:
+        assert ledger_partitions(server.get("/ledger").body) == ["a", "b", "c"]
