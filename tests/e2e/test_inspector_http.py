@@ -371,7 +371,12 @@ def test_a_page_in_progress_refreshes_until_the_work_is_done(tmp_path: Path) -> 
     with serve(home) as server:
         page = server.get("/partition?dataset=nums&partition=p")
         assert page.status == 200 and 'data-live="1"' in page.body and page.headers["x-inspector-live"] == "1"
-        assert server.get("/").headers["x-inspector-live"] == "1"  # a run in progress
+        overview = server.get("/")
+        assert overview.headers["x-inspector-live"] == "1"  # a run in progress, with per-stage progress
+        progress = overview.body.split('id="in-progress"')[1].split("</section>")[0]
+        assert 'href="/ui/runs/r1"' in progress
+        assert [text(r).split()[:2] for r in re.findall(r"<tr><td>(.*?)</tr>", progress, re.S)] == [
+            ["load", "0/1"], ["double", "0/1"], ["total", "0/1"]]
         # When the pipeline runs
         assert stagebus(home, "run").exit_code == 0
         # Then the fragment shows the new state and says the page is no longer in progress
