@@ -25,6 +25,7 @@ BENCHMARKS = {
     "asof": "bench.asof",
     "records": "bench.records",
     "idle": "bench.idle",
+    "ui": "bench.ui",
 }
 
 

@@ -3,7 +3,7 @@ producer will never finish. Listing and showing are read-only."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -12,31 +12,12 @@ from rich.table import Table
 from stagebus.actors.abandon import abandon_run
 from stagebus.cli._context import FORMATS, check_choice, get_context
 from stagebus.cli._render import print_json, stdout, table
-from stagebus.errors import InvalidInput
-from stagebus.events import StageFailed, failure_key
-from stagebus.projections import Projections, RunInfo
+from stagebus.projections.report import RUN_STATUSES, describe_run, listed_run
 
-RUN_STATUSES = ("pending", "running", "complete", "failed", "abandoned")
 STYLE = {"complete": "green", "failed": "red", "abandoned": "red", "running": "yellow", "pending": "yellow"}
-TRACEBACKS_SHOWN = 20
 UNFOLDED = 1_000  # widest a table printed to a pipe or file may grow
 
 runs_app = typer.Typer(help="List runs, show one, or abandon one.", invoke_without_command=True)
-
-
-def run_status(run: RunInfo) -> str:
-    """abandoned, else failed (a final failure), else complete (every selected stage done), else
-    running (a task started), else pending."""
-    selected = [s for s in run.stage_summaries if s.selected]
-    if run.abandoned:
-        return "abandoned"
-    if any(s.failed for s in selected):
-        return "failed"
-    if selected and all(s.expected and s.complete + s.reused >= s.expected for s in selected):
-        return "complete"
-    if any(s.running or s.complete or s.reused for s in selected):
-        return "running"
-    return "pending"
 
 
 @runs_app.callback()
@@ -54,7 +35,7 @@ def runs(
     check_choice("format", output, FORMATS)
     projections = get_context(ctx).projections(readonly=True)
     projections.catch_up()
-    rows = [_listed(run) for run in projections.runs()]
+    rows = [listed_run(run) for run in projections.runs()]
     rows = [r for r in rows if status is None or r["status"] == status]
     if output == "json":
         print_json(rows)
@@ -74,11 +55,6 @@ def _print_whole(console: Console, grid: Table) -> None:
     console.print(grid)
 
 
-def _listed(run: RunInfo) -> dict[str, Any]:
-    return {"run_id": run.run_id, "pipeline": run.pipeline, "status": run_status(run), "opened_at": run.opened_at,
-            "partitions": len(run.partitions), "parent_run_id": run.parent_run_id}
-
-
 @runs_app.command("show")
 def show(
     ctx: typer.Context,
@@ -89,7 +65,7 @@ def show(
     check_choice("format", output, FORMATS)
     projections = get_context(ctx).projections(readonly=True)
     projections.catch_up()
-    info = _describe(projections, run_id)
+    info = describe_run(projections, run_id)
     if output == "json":
         print_json(info)
         return
@@ -112,34 +88,6 @@ def show(
             console.print(failure["traceback"].rstrip(), markup=False, highlight=False)
     if info["failures_not_shown"]:
         console.print(f"… and {info['failures_not_shown']} more final failure(s): see --format json or stagebus why")
-
-
-def _describe(projections: Projections, run_id: str) -> dict[str, Any]:
-    run = projections.run(run_id)
-    if run is None:
-        raise InvalidInput(f"unknown run {run_id!r}")
-    rollups = {r.stage: r for r in projections.rollups(run_id)}
-    stages = []
-    for s in run.stage_summaries:
-        rollup = rollups.get(s.stage)
-        stages.append({"stage": s.stage, "scope": s.scope, "selected": s.selected, "expected": s.expected,
-                       "pending": s.pending, "running": s.running, "complete": s.complete, "reused": s.reused,
-                       "failed": s.failed, "records": rollup.records_out if rollup else 0,
-                       "records_in": s.records_in, "rejected": s.records_rejected,
-                       "duration_s": rollup.duration_s if rollup else 0.0})
-    failed = projections.failed_tasks(run_id, limit=TRACEBACKS_SHOWN)
-    total_failed = sum(s.failed for s in run.stage_summaries)
-    failures = []
-    for task in failed:
-        record = projections.store.get(failure_key(run_id, task.stage, task.partition))
-        event = record.event() if record else None
-        failures.append({"stage": task.stage, "partition": task.partition, "attempts": task.attempts,
-                         "error": task.last_error or "", "position": record.position if record else None,
-                         "traceback": event.traceback if isinstance(event, StageFailed) else ""})
-    return {**_listed(run), "pipeline_version": run.pipeline_version, "resume_from": run.resume_from,
-            "stages_selected": run.stages, "sealed": run.sealed, "last_activity": run.last_activity,
-            "child_runs": projections.child_runs(run_id), "abandon_reason": run.abandon_reason,
-            "stages": stages, "failures": failures, "failures_not_shown": max(total_failed - len(failures), 0)}
 
 
 @runs_app.command("abandon")

@@ -186,3 +186,18 @@ def test_idle_bench_times_an_idle_run_at_a_tiny_size(tmp_path: Path) -> None:
     figures = idle.run(parser.parse_args(["--tiny", "--json", str(tmp_path / "idle.json")]))
     assert figures["finished_runs"]["runs"] == 2 and figures["partitions"]["partitions"] == 200
     assert figures["partitions"]["cli_run_s"] > 0 and figures["finished_runs"]["run_in_process_s"] > 0
+
+
+def test_ui_bench_times_every_inspector_page_at_a_tiny_size(tmp_path: Path) -> None:
+    from bench import ui
+
+    # Given a 1,200-partition home (two runs, half reprocessed) / When the bench times its pages
+    args = argparse.Namespace(quick=True, sizes="1200", repeats=1, keep=tmp_path / "homes", json=tmp_path / "ui.json")
+    figures = ui.run(args)
+    # Then every page answered (a non-200 fails the bench) and the figures have their shape
+    (size,) = figures["sizes"]
+    assert size["partitions"] == 1200 and size["events"] > 1200 * 7
+    assert set(size["pages"]) == {"overview", "ledger", "ledger_status", "ledger_text", "ledger_newest",
+                                  "partition", "run", "log", "log_type"}
+    assert all(p["best_s"] > 0 for p in size["pages"].values())
+    assert json.loads((tmp_path / "ui.json").read_text()) == figures
