@@ -159,3 +159,15 @@ def test_asof_bench_reads_the_ledger_as_of_positions_at_a_tiny_size(tmp_path: Pa
     assert figures["ledger_rows"] == 500 // history.EVENTS_PER_PARTITION
     assert figures["rows_as_of_middle"] <= figures["ledger_rows"]
     assert figures["ratio_head_vs_raw"] > 0
+
+
+def test_relay_bench_drives_runs_at_tiny_sizes(tmp_path: Path) -> None:
+    from bench import relay
+
+    # Given runs of 20 and 60 partitions / When the relay drives each to its end
+    args = argparse.Namespace(quick=False, sizes=[20, 60], chunk=7, json=tmp_path / "relay.json")
+    figures = relay.run(args)
+    # Then every task of each run was routed, and both sides were measured
+    assert [r["tasks"] for r in figures["sizes"]] == [63, 183]
+    assert all(r["relay_us_per_task"] > 0 and r["raw_read_decode_us_per_task"] > 0 for r in figures["sizes"])
+    assert json.loads((tmp_path / "relay.json").read_text()) == figures
