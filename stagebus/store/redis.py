@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -85,6 +86,27 @@ end
 redis.call('HSET', KEYS[3], 'position', ARGV[2], 'hash', last_hash)
 return {'ok'}
 """
+
+
+# KEYS: stream, keys hash, head hash. ARGV: event keys.
+# Reply: {head position, head hash, then per key its entry {id, fields} or false}: one round trip
+# for any number of keyed lookups, and the head they were read at (a fresh hint for the next append).
+GET_SCRIPT = """
+local head = redis.call('HMGET', KEYS[3], 'position', 'hash')
+local reply = {head[1] or '0', head[2] or ''}
+for i = 1, #ARGV do
+  local position = redis.call('HGET', KEYS[2], ARGV[i])
+  local entry = false
+  if position then
+    local id = position .. '-1'
+    entry = redis.call('XRANGE', KEYS[1], id, id)[1] or false
+  end
+  reply[#reply + 1] = entry
+end
+return reply
+"""
+# Keyed records kept per store handle: a key, once in the log, names the same event for good.
+FACT_CACHE = 50_000
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -170,12 +192,17 @@ class RedisEventStore(EventStore):
         self.url = url or f"redis ({self.address})"
         self._owns_client = owns_client
         self._append_script = client.register_script(APPEND_SCRIPT)
+        self._get_script = client.register_script(GET_SCRIPT)
+        # Found keyed events, in the order they were read (oldest dropped first past FACT_CACHE).
+        # Only presence is cached, never absence; the cache is dropped whenever the connection
+        # fails, since only a restarted Redis can have lost events (see RelayProcess).
+        self._facts: OrderedDict[str, RecordedEvent] = OrderedDict()
         self._script_keys = [self.names.stream, self.names.keys, self.names.head]
         # The head this handle last saw; a wrong guess costs one "stale" reply, not an error.
         self._head_hint: tuple[int, str] | None = None
         self._writer = threading.Lock()
         self._retried: Callable[..., Any] = retrying(
-            is_transient, f"cannot reach redis at {self.address}", attempts
+            self._transient, f"cannot reach redis at {self.address}", attempts
         )(_invoke)
 
     @classmethod
@@ -185,6 +212,12 @@ class RedisEventStore(EventStore):
         probe(url)
         return cls(client_for(url), namespace=namespace, readonly=readonly, url=redact_url(url),
                    attempts=attempts, owns_client=True)
+
+    def _transient(self, exc: BaseException) -> bool:
+        transient = is_transient(exc)
+        if transient:
+            self._facts.clear()  # the server may be a restarted one that lost its last writes
+        return transient
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` with transient failures retried and Redis's own errors translated."""
@@ -254,23 +287,32 @@ class RedisEventStore(EventStore):
                 remaining -= len(entries)
 
     def get(self, key: str) -> RecordedEvent | None:
-        position = self._call(self.client.hget, self.names.keys, key)
-        return None if position is None else self._call(self._entry, int(position))
+        return self.get_many([key]).get(key)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, RecordedEvent]:
-        keys = list(keys)
-        if not keys:
-            return {}
-        return dict(self._call(self._get_many, keys))
+        """The events holding ``keys``, in one round trip; events read before come from memory."""
+        found = {key: self._facts[key] for key in keys if key in self._facts}
+        wanted = list(dict.fromkeys(key for key in keys if key not in found))
+        if wanted:
+            found.update(self._call(self._get_many, wanted))
+        return found
 
-    def _get_many(self, keys: list[str]) -> list[tuple[str, RecordedEvent]]:
-        positions = self.client.hmget(self.names.keys, keys)
-        found = [(key, int(p)) for key, p in zip(keys, positions, strict=True) if p is not None]
-        pipe = self.client.pipeline(transaction=False)
-        for _, position in found:
-            entry_id = f"{position}-1"
-            pipe.xrange(self.names.stream, entry_id, entry_id)
-        return [(key, _record(*entries[0])) for (key, _), entries in zip(found, pipe.execute(), strict=True)]
+    def _get_many(self, keys: list[str]) -> dict[str, RecordedEvent]:
+        reply = self._get_script(keys=self._script_keys, args=keys)
+        position, digest = int(reply[0]), reply[1].decode() or GENESIS_HASH
+        if self._head_hint is None or self._head_hint[0] < position:
+            self._head_hint = (position, digest)
+        found = {}
+        for key, entry in zip(keys, reply[2:], strict=True):
+            if entry:
+                record = found[key] = _record(entry[0], _fields(entry[1]))
+                self._remember(key, record)
+        return found
+
+    def _remember(self, key: str, record: RecordedEvent) -> None:
+        self._facts[key] = record
+        if len(self._facts) > FACT_CACHE:
+            self._facts.popitem(last=False)
 
     def _entry(self, position: int) -> RecordedEvent | None:
         entry_id = f"{position}-1"
@@ -284,6 +326,11 @@ class RedisEventStore(EventStore):
     def close(self) -> None:
         if self._owns_client:
             self.client.close()
+
+
+def _fields(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    """A stream entry's fields as a script returns them (a flat list), as a dict."""
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
 def _invoke(fn: Callable[..., Any], *args: Any) -> Any:

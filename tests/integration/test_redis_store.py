@@ -165,3 +165,36 @@ def test_log_survives_a_crash_with_aof(redis_instances) -> None:  # type: ignore
         assert store.verify().ok and store.head() == 3
         assert store.append_one(RunOpened(run_id="r1", pipeline="p")).conflict
         assert store.append_one(started()).position == 4
+
+
+def test_a_keyed_event_read_before_a_lost_connection_is_read_again_after_it(
+    fake_redis_server: fakeredis.FakeServer,
+) -> None:
+    # Given a handle that has read a run's RunOpened (it keeps the keyed events it has read)
+    store = RedisEventStore(fakeredis.FakeRedis(server=fake_redis_server), attempts=2)
+    store.append([RunOpened(run_id="a", pipeline="one")])
+    assert store.get("run/a") is not None
+    # When the connection fails, and the server comes back without that event (a restart lost it)
+    fake_redis_server.connected = False
+    with pytest.raises(StoreUnavailable):
+        store.head()
+    fake_redis_server.connected = True
+    fakeredis.FakeRedis(server=fake_redis_server).flushall()
+    # Then the handle asks the log again instead of answering from memory
+    assert store.get("run/a") is None and store.get_many(["run/a"]) == {}
+
+
+def test_a_lookup_refreshes_the_head_the_next_append_seals_on(fake_redis_server: fakeredis.FakeServer) -> None:
+    # Given a handle that appended once, and another that appended after it
+    first = RedisEventStore(fakeredis.FakeRedis(server=fake_redis_server))
+    second = RedisEventStore(fakeredis.FakeRedis(server=fake_redis_server))
+    first.append([started()])
+    second.append([started()])
+    calls = []
+    script = first._append_script
+    first._append_script = lambda **kw: calls.append(1) or script(**kw)  # type: ignore[method-assign]
+    # When the first handle looks a key up, then appends
+    first.get("run/none")
+    answer = first.append_one(started())
+    # Then its append was sealed on the head the lookup saw: one script call, no stale retry
+    assert answer.position == 3 and calls == [1] and first.verify().ok
