@@ -118,12 +118,15 @@ class Executor:
         if not self._pipeline_active(pipeline.name):
             self.telemetry.emit("refused", task=str(task), reason=f"pipeline {pipeline.name} is not active")
             return Outcome.REFUSED
-        existing = self.store.get(manifest_key(*task))
+        # The duplicate check rides on the gate's read (one round trip for both in a fleet);
+        # it still comes first: a task with a manifest is a duplicate, whatever the gate says.
+        key = manifest_key(*task)
+        verdict = self.gate.check(task, pipeline, also=(key,))
+        existing = verdict.also.get(key) if verdict.also is not None else self.store.get(key)
         if existing is not None:
             self._materialize(existing.event())
             self.telemetry.emit("duplicate", task=str(task))
             return Outcome.DUPLICATE
-        verdict = self.gate.check(task, pipeline)
         if not verdict.open:
             self.telemetry.emit("refused", task=str(task), reason=verdict.reason)
             return Outcome.REFUSED

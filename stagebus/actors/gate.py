@@ -6,6 +6,7 @@ consistent key lookups in the log (never a projection, which may lag).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from stagebus.events import (
@@ -20,7 +21,7 @@ from stagebus.events import (
     split_partition_ref,
 )
 from stagebus.pipeline.definition import Pipeline
-from stagebus.store import EventStore
+from stagebus.store import EventStore, RecordedEvent
 
 
 class TaskRef(NamedTuple):
@@ -42,6 +43,7 @@ class GateVerdict(NamedTuple):
     ingested: dict[str, PartitionIngested] = {}
     partitions: tuple[str, ...] = ()
     run_position: int | None = None  # the log position of the run's RunOpened, when looked up
+    also: dict[str, RecordedEvent] | None = None  # found among check(also=...); None: not looked up
 
 
 def opened_run(store: EventStore, run_id: str) -> tuple[RunOpened, int] | None:
@@ -75,7 +77,10 @@ class Gate:
     def __init__(self, store: EventStore) -> None:
         self.store = store
 
-    def check(self, task: TaskRef, pipeline: Pipeline, run: RunOpened | None = None) -> GateVerdict:
+    def check(self, task: TaskRef, pipeline: Pipeline, run: RunOpened | None = None,
+              also: Sequence[str] = ()) -> GateVerdict:
+        """``also``: more keys to look up in the same read as the gate's own (the executor's
+        duplicate check), answered in ``GateVerdict.also`` once the gate got that far."""
         position = None
         if run is None and (opened := opened_run(self.store, task.run_id)) is not None:
             run, position = opened
@@ -106,18 +111,20 @@ class Gate:
                     wanted[manifest_key(task.run_id, up, ref)] = (up, ref)
         ingest_keys = {ingest_key(task.run_id, ref): ref for ref in partitions}
         abandoned = abandon_key(task.run_id)
-        found = self.store.get_many([*wanted, *ingest_keys, abandoned])
+        found = self.store.get_many([*wanted, *ingest_keys, abandoned, *also])
+        extra = {key: found[key] for key in also if key in found}
         if abandoned in found:
-            return GateVerdict(False, f"run {task.run_id} was abandoned")
+            return GateVerdict(False, f"run {task.run_id} was abandoned", also=extra)
 
         missing = [wanted[k] for k in wanted if k not in found]
         if missing:
             stage, ref = missing[0]
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            return GateVerdict(False, f"upstream {stage!r} has no manifest for {ref} in run {task.run_id}{more}")
+            return GateVerdict(False, f"upstream {stage!r} has no manifest for {ref} in run {task.run_id}{more}",
+                               also=extra)
         absent = [ref for k, ref in ingest_keys.items() if k not in found]
         if absent:
-            return GateVerdict(False, f"partition {absent[0]} was never ingested in run {task.run_id}")
+            return GateVerdict(False, f"partition {absent[0]} was never ingested in run {task.run_id}", also=extra)
 
         upstream: dict[tuple[str, str], Manifest] = {}
         for key, (stage, ref) in wanted.items():
@@ -129,4 +136,4 @@ class Gate:
             event = found[key].event()
             assert isinstance(event, PartitionIngested)
             ingested[ref] = event
-        return GateVerdict(True, "", run, upstream, ingested, partitions, position)
+        return GateVerdict(True, "", run, upstream, ingested, partitions, position, extra)
