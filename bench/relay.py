@@ -9,12 +9,20 @@ timed (the worker's appends are not), split into the projections' catch-up (SQLi
 routing itself. The raw baseline of the same run: reading and decoding every event of the log
 once (``store.read`` + ``record.event()``), per task. Flat means the per-task figures stay put
 as N grows; the ratio is relay per task / raw per task.
+
+``--before REV`` measures the relay of commit ``REV`` in the same run (its code unpacked into a
+temp directory, this file run there in a subprocess), at the sizes up to ``--before-max``: the
+relay that reloaded the run per step is quadratic, 100k partitions would take hours.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections import deque
@@ -47,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="100 and 1,000 partitions")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000], help="partitions per run")
     parser.add_argument("--chunk", type=int, default=50, help="tasks the simulated workers finish per relay step")
+    parser.add_argument("--before", default=None, metavar="REV", help="also measure the relay of git commit REV")
+    parser.add_argument("--before-max", type=int, default=10_000, help="largest size measured with --before")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the figures")
 
 
@@ -122,11 +132,39 @@ def measure(root: Path, partitions: int, chunk: int) -> dict[str, Any]:
     }
 
 
+BEFORE = """
+import json, sys, tempfile
+from pathlib import Path
+from bench.relay import measure
+with tempfile.TemporaryDirectory() as tmp:
+    print(json.dumps([measure(Path(tmp), int(n), int(sys.argv[1])) for n in sys.argv[2:]]))
+"""
+
+
+def measure_before(rev: str, sizes: list[int], chunk: int, root: Path) -> list[dict[str, Any]]:
+    """:func:`measure` run on the code of commit ``rev``."""
+    from bench.fleet import checkout
+
+    tree = checkout(rev, root / "before-tree")
+    shutil.copy(__file__, tree / "bench" / "relay.py")
+    out = subprocess.run([sys.executable, "-c", BEFORE, str(chunk), *map(str, sizes)], cwd=tree, check=True,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree)}).stdout
+    rows: list[dict[str, Any]] = json.loads(out.strip().splitlines()[-1])
+    return rows
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = [100, 1_000] if args.quick else args.sizes
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
         rows = [measure(Path(tmp), size, args.chunk) for size in sizes]
-    figures = {"chunk": args.chunk, "sizes": rows}
+        before = [] if not args.before else measure_before(
+            args.before, [n for n in sizes if n <= args.before_max], args.chunk, Path(tmp))
+    figures: dict[str, Any] = {"chunk": args.chunk, "sizes": rows}
+    if args.before:
+        figures["before"] = {"rev": args.before, "sizes": before}
+        for row in before:
+            print(f"before ({args.before}) at {row['partitions']} partitions: relay {row['relay_us_per_task']} µs/task,"
+                  f" routing {row['routing_us_per_task']} µs/task ({row['ratio_routing_to_raw']}x raw read+decode)")
     print_table(f"relay work per stage task, {args.chunk} tasks finished per step",
                 ["partitions", "steps", "relay µs/task", "of which routing", "catch-up", "raw read+decode",
                  "relay/raw", "routing/raw"],
