@@ -87,7 +87,7 @@ class Relay:
         self._ready.clear()
         self._waiting.clear()
         self._status.clear()
-        self._liveness = self.heartbeats() if self.heartbeats is not None else None
+        self._liveness = self._heartbeats_when_asked()
         try:
             sent = self._route(now)
         except BaseException:
@@ -255,6 +255,21 @@ class Relay:
         if pipeline not in self._status:
             self._status[pipeline] = self.projections.pipeline_status(pipeline) == "active"
         return self._status[pipeline]
+
+    def _heartbeats_when_asked(self) -> Liveness | None:
+        """The workers' heartbeats, read at most once per step and only if a running attempt
+        is judged: most steps judge none, and the read is a round trip to the log's Redis."""
+        read = self.heartbeats
+        if read is None:
+            return None
+        snapshot: list[Liveness] = []
+
+        def alive(worker: str, task: str, started_at: str) -> bool | None:
+            if not snapshot:
+                snapshot.append(read())
+            return snapshot[0](worker, task, started_at)
+
+        return alive
 
     def _backlog(self, stage: str) -> int:
         if self.backlog is None:

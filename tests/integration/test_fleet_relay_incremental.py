@@ -179,3 +179,26 @@ def test_a_task_of_a_finished_run_that_fails_again_late_is_seen(
     # Then it sends the new run's work, and the finished run sent nothing more
     assert sent.tasks[-1] == TaskRef("r2", "ingest", more[0])
     assert sum(1 for t in sent.tasks if t.run_id == "r1") == len(every_task(refs))
+
+
+def test_heartbeats_are_read_only_when_a_running_attempt_is_judged(
+        store: MemoryEventStore, projections: CountingProjections) -> None:
+    reads: list[int] = []
+
+    def heartbeats() -> Any:
+        reads.append(1)
+        return lambda worker, task, started_at: True
+
+    # Given a relay over a run with nothing started yet
+    refs = open_run(store, 2)
+    sent = Sent()
+    relay = Relay(store, projections, PIPELINES, sent, redelivery_s=0, reconcile_every_s=3600,
+                  heartbeats=heartbeats)
+    # When it sends the first tasks, then routes one of them starting
+    relay.step()
+    quiet = len(reads)
+    store.append_one(StageStarted(run_id="r1", stage="ingest", partition=refs[0], attempt=1, worker="w:1:1",
+                                  input_hash="i", config_hash="c"))
+    relay.step()
+    # Then only the step that judged a running attempt asked the workers' heartbeats, once
+    assert (quiet, len(reads)) == (0, 1)
