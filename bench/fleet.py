@@ -149,12 +149,17 @@ def child_env(tree: Path, counts: Path, **extra: str) -> dict[str, str]:
             "PYTHONPATH": os.pathsep.join(filter(None, path))}
 
 
-def per_task(before: dict[str, int], after: dict[str, int], tasks: int) -> dict[str, float]:
+def per_task(before: dict[str, int], after: dict[str, int], tasks: int) -> dict[str, Any]:
     appends = after["appends"] - before["appends"]
     stale = after["stale"] - before["stale"]
-    return {"round_trips_per_task": (after["round_trips"] - before["round_trips"]) / tasks,
-            "append_attempts_per_task": appends / tasks,
-            "stale_append_rate": stale / max(1, appends - stale)}
+    figures: dict[str, Any] = {"round_trips_per_task": (after["round_trips"] - before["round_trips"]) / tasks,
+                               "append_attempts_per_task": appends / tasks,
+                               "stale_append_rate": stale / max(1, appends - stale)}
+    commands = {name[4:]: round((n - before.get(name, 0)) / tasks, 2) for name, n in after.items()
+                if name.startswith("cmd ") and n > before.get(name, 0)}
+    if commands:  # STAGEBUS_BENCH_COUNT_COMMANDS=1: round trips per task by command
+        figures["round_trips_by_command"] = dict(sorted(commands.items(), key=lambda kv: -kv[1]))
+    return figures
 
 
 def _stamp(text: str) -> float:
@@ -276,8 +281,9 @@ def summary(side: dict[str, Any], raw_side: dict[str, Any]) -> dict[str, Any]:
         p99, p99r = _ms(side[label], 0.99), _ms(raw_side[label], 0.99)
         figures[label] = {"p50_ms": p50, "p99_ms": p99, "raw_p50_ms": p50r, "raw_p99_ms": p99r,
                           "ratio_p50": p50 / p50r, "ratio_p99": p99 / p99r, "samples": len(side[label])}
-    for name in ("round_trips_per_task", "append_attempts_per_task", "stale_append_rate"):
-        figures[name] = side[name]
+    for name in ("round_trips_per_task", "append_attempts_per_task", "stale_append_rate", "round_trips_by_command"):
+        if name in side:
+            figures[name] = side[name]
     return figures
 
 
@@ -311,7 +317,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "tasks_per_s": w["tasks_per_s"], "hot_p50_ms": statistics.median(w["hot"]) * 1000,
                 "idle_p50_ms": statistics.median(w["idle"]) * 1000,
                 "idle_p50_ratio_to_raw": statistics.median(w["idle"]) / statistics.median(r["idle"])}
-    figures["raw"] = {"tasks_per_s": r["tasks_per_s"], "round_trips_per_task": r["round_trips_per_task"]}
+    figures["raw"] = {name: r[name] for name in ("tasks_per_s", "round_trips_per_task", "round_trips_by_command")
+                      if name in r}
     figures["ours"] = summary(o, r)
     sides = [("stagebus", figures["ours"])]
     if before is not None:

@@ -30,6 +30,16 @@ def _install(directory: Path) -> None:
 
     def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
         counts["round_trips"] += 1
+        if os.environ.get("STAGEBUS_BENCH_COUNT_COMMANDS"):  # diagnosis: which commands, per process
+            first = command[0] if isinstance(command, list | tuple) else command
+            parts = bytes(first).split(b"\r\n")
+            name = (parts[2] if len(parts) > 2 else b"?").decode(errors="replace").upper()
+            if name == "EVALSHA" and len(parts) > 4:
+                name += ":" + parts[4][:8].decode(errors="replace")
+            if isinstance(command, list | tuple) and len(command) > 1:
+                name = f"pipeline({name})"
+            key = "cmd " + name
+            counts[key] = counts.get(key, 0) + 1
         send(self, command, check_health)
 
     def script_call(self: Any, *args: Any, **kwargs: Any) -> Any:
