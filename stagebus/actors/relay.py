@@ -151,7 +151,12 @@ class Relay:
         assert self._runs is not None
         candidates: dict[str, list[Key]] = {}
         base = self.projections.checkpoint()
-        for record in self.store.read(after=self.position, limit=STEP_EVENTS):
+        # Up to what the projections just caught up to (the head this step asked): an idle step
+        # reads nothing, and the relay process serves these events from the catch-up's read.
+        limit = min(STEP_EVENTS, base - self.position)
+        if limit <= 0:
+            return candidates
+        for record in self.store.read(after=self.position, limit=limit):
             self.position = record.position
             event = record.event()
             if isinstance(event, PipelineStarted):

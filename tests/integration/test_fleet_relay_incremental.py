@@ -202,3 +202,25 @@ def test_heartbeats_are_read_only_when_a_running_attempt_is_judged(
     relay.step()
     # Then only the step that judged a running attempt asked the workers' heartbeats, once
     assert (quiet, len(reads)) == (0, 1)
+
+
+def test_an_idle_step_reads_nothing_from_the_log(projections: CountingProjections, tmp_path: Path) -> None:
+    class CountingStore(MemoryEventStore):
+        reads = 0
+
+        def read(self, after: int = 0, limit: int | None = None) -> Any:
+            CountingStore.reads += 1
+            return super().read(after, limit)
+
+    # Given a relay that has routed a run's events
+    store = CountingStore()
+    open_run(store, 1)
+    with Projections(store, tmp_path / "counted") as counted:
+        relay = Relay(store, counted, PIPELINES, Sent(), redelivery_s=0, reconcile_every_s=3600)
+        relay.step()
+        relay.step()
+        reads = CountingStore.reads
+        # When it steps with nothing new in the log
+        relay.step()
+    # Then it read no events (the projections saw the head had not moved, and so did the relay)
+    assert CountingStore.reads == reads
