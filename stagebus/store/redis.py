@@ -259,16 +259,20 @@ class RedisEventStore(EventStore):
         # Appenders in other processes still meet at the script's head check.
         with self._writer:
             while not mine.done:
-                self._commit(self._take_group())
+                group: list[_Pending] = []
+                self._take_group(group)
+                self._commit(group)
         if mine.error is not None:
             raise mine.error
         return mine.result
 
-    def _take_group(self) -> list[_Pending]:
-        """The oldest waiting batches, as many as fit in one script call without a key twice."""
-        group: list[_Pending] = []
-        keys: set[str] = set()
-        size = 0
+    def _take_group(self, group: list[_Pending] | None = None) -> list[_Pending]:
+        """The oldest waiting batches, as many as fit in one script call without a key twice;
+        given a ``group``, those that can still join it (it is extended, the new ones returned)."""
+        group = [] if group is None else group
+        keys = {e.key for pending in group for e in pending.events if e.key is not None}
+        size = sum(len(pending.events) for pending in group)
+        taken: list[_Pending] = []
         with self._queue_lock:
             while self._queue:
                 pending = self._queue[0]
@@ -276,14 +280,16 @@ class RedisEventStore(EventStore):
                 if group and (size + len(pending.events) > GROUP_EVENTS or keys & batch_keys):
                     break
                 group.append(self._queue.popleft())
+                taken.append(pending)
                 keys |= batch_keys
                 size += len(pending.events)
-        return group
+        return taken
 
     def _commit(self, group: list[_Pending]) -> None:
         try:
             events = [e for pending in group for e in pending.events]
-            answers: list[Appended] = self._call(self._append_sealed, events, [])
+            # The group grows on a stale head by the batches queued meanwhile (see _append_sealed).
+            answers: list[Appended] = self._call(self._append_sealed, events, [], group)
             if len(group) > 1 and not answers[0].stored:  # a key was taken: each batch on its own
                 for pending in group:
                     pending.result = self._call(self._append_sealed, pending.events, [])
@@ -299,7 +305,11 @@ class RedisEventStore(EventStore):
             for pending in group:
                 pending.done = True
 
-    def _append_sealed(self, events: Sequence[Event], sent: list[RecordedEvent]) -> list[Appended]:
+    def _append_sealed(self, events: Sequence[Event], sent: list[RecordedEvent],
+                       group: list[_Pending] | None = None) -> list[Appended]:
+        """Seal ``events`` on the head and store them, sealing again while the head moves.
+        With the ``group`` they came from, batches queued while the head moved join it (and
+        ``events``, which must then be that group's list): the retry carries them too."""
         if sent and self._landed(sent[-1]):
             # The previous attempt's script ran but its reply was lost: it is stored, once.
             return [Appended(r.position, True) for r in sent]
@@ -317,6 +327,9 @@ class RedisEventStore(EventStore):
                 pairs = reply[1:]
                 return refused(events, {pairs[i].decode(): int(pairs[i + 1]) for i in range(0, len(pairs), 2)})
             head, head_hash = int(reply[1]), reply[2].decode() or GENESIS_HASH
+            if group is not None:
+                assert isinstance(events, list)
+                events.extend(e for pending in self._take_group(group) for e in pending.events)
             if attempt >= 2:  # spread appenders that keep colliding
                 time.sleep(random.uniform(0, 0.001 * attempt))
         raise StoreUnavailable(

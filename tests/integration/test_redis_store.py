@@ -262,3 +262,31 @@ def test_a_taken_key_in_a_group_refuses_only_its_own_batch(fake_redis: fakeredis
     assert answers[2] == [Appended(1, False)]
     assert all(a.stored for i, batch in enumerate(answers) if i != 2 for a in batch)
     assert store.head() == 4 and store.verify().ok
+
+
+class MoveHeadOnFirstCall:
+    """The append script, whose first call waits for two more queued batches, then finds the
+    head moved by another process (a real "stale" reply)."""
+
+    def __init__(self, store: RedisEventStore, other: RedisEventStore) -> None:
+        self.store, self.other, self.script, self.calls = store, other, store._append_script, 0
+
+    def __call__(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            while len(self.store._queue) < 2:
+                time.sleep(0.001)
+            self.other.append([started("elsewhere")])
+        return self.script(**kwargs)
+
+
+def test_batches_queued_while_the_head_moved_ride_on_the_retry(fake_redis_server: fakeredis.FakeServer) -> None:
+    # Given a handle whose first append meets a head moved meanwhile, two more batches queued
+    store = RedisEventStore(fakeredis.FakeRedis(server=fake_redis_server))
+    store._append_script = MoveHeadOnFirstCall(  # type: ignore[method-assign]
+        store, RedisEventStore(fakeredis.FakeRedis(server=fake_redis_server)))
+    # When the three batches are stored
+    answers = append_from_threads(store, [[started("a")], [started("b")], [started("c")]])
+    # Then the retry of the stale attempt carried the queued ones: two script calls in all
+    assert store._append_script.calls == 2  # type: ignore[attr-defined]
+    assert sorted(a.position for batch in answers for a in batch) == [2, 3, 4] and store.verify().ok
