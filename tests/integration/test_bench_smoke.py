@@ -165,7 +165,8 @@ def test_relay_bench_drives_runs_at_tiny_sizes(tmp_path: Path) -> None:
     from bench import relay
 
     # Given runs of 20 and 60 partitions / When the relay drives each to its end
-    args = argparse.Namespace(quick=False, sizes=[20, 60], chunk=7, json=tmp_path / "relay.json")
+    args = argparse.Namespace(quick=False, sizes=[20, 60], chunk=7, before=None, before_max=0,
+                              json=tmp_path / "relay.json")
     figures = relay.run(args)
     # Then every task of each run was routed, and both sides were measured
     assert [r["tasks"] for r in figures["sizes"]] == [63, 183]
