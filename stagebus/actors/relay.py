@@ -190,8 +190,10 @@ class Relay:
 
     def _evict(self) -> None:
         assert self._runs is not None
-        for run_id in [r for r, run in self._runs.items()
-                       if not run.open and (run.abandoned or run.sealed_partitions is not None)]:
+        # A run of a pipeline this relay does not know stays: dropped, each of its events would
+        # read it from the projections again (and warn again).
+        for run_id in [r for r, run in self._runs.items() if not run.open and run.definition is not None
+                       and (run.abandoned or run.sealed_partitions is not None)]:
             del self._runs[run_id]
 
     # --- judging and sending -----------------------------------------------------------------

@@ -224,3 +224,21 @@ def test_an_idle_step_reads_nothing_from_the_log(projections: CountingProjection
         relay.step()
     # Then it read no events (the projections saw the head had not moved, and so did the relay)
     assert CountingStore.reads == reads
+
+
+def test_a_run_of_an_unknown_pipeline_is_read_once_and_warned_about_once(
+        store: MemoryEventStore, projections: CountingProjections, caplog: pytest.LogCaptureFixture) -> None:
+    # Given a sealed run of a pipeline this relay does not know, whose tasks other relays drive
+    store.append_one(RunOpened(run_id="x", pipeline="elsewhere", plan=chain6.pipeline.plan()))
+    store.append_one(RunSealed(run_id="x", partitions=()))
+    sent = Sent()
+    relay = Relay(store, projections, PIPELINES, sent, redelivery_s=0, reconcile_every_s=0)
+    relay.step()
+    # When events of it keep coming, with full passes between them
+    for attempt in range(1, 4):
+        store.append_one(StageFailed(run_id="x", stage="link", partition=RUN_SCOPE, attempt=attempt,
+                                     error_type="E", message="m"))
+        relay.step()
+    # Then the relay read it from the projections once, warned once, and sent nothing
+    warnings = [r for r in caplog.records if "does not know" in r.getMessage()]
+    assert (projections.run_reads, len(warnings), sent.tasks) == (1, 1, [])
