@@ -41,7 +41,8 @@ class StepLog(EventStore):
     step's catch-up asks it first), and the events read last are served again from memory. So
     the projections' catch-up and the relay's own tail share one read of each event, and neither
     pays an empty read past the head. Memory is dropped when the head goes back (a Redis that
-    lost its last writes) and by :meth:`forget` after any failed step."""
+    lost its last writes) and by :meth:`forget` after any failed step. The head is asked once
+    per step (:meth:`next_step`): the log-shortening check and the catch-up share it."""
 
     def __init__(self, store: EventStore, keep: int = 5 * READ_PAGE) -> None:
         self.store = store
@@ -50,13 +51,21 @@ class StepLog(EventStore):
         self.keep = keep
         self._recent: list[RecordedEvent] = []  # consecutive positions
         self._head: int | None = None
+        self._head_asked = False  # during this step
+
+    def next_step(self) -> None:
+        self._head_asked = False
 
     def forget(self) -> None:
         self._recent = []
         self._head = None
+        self._head_asked = False
 
     def head(self) -> int:
+        if self._head_asked and self._head is not None:
+            return self._head
         head = self.store.head()
+        self._head_asked = True
         if self._head is not None and head < self._head:
             self._recent = []
         self._head = head
@@ -147,6 +156,7 @@ class RelayProcess:
     def _step(self) -> tuple[int, float]:
         """One step; returns (tasks sent, seconds to back off after a failure)."""
         try:
+            self.step_log.next_step()
             self._check_log_not_shorter()
             if not self.lease.held:
                 self.projections.catch_up()  # a standby stays warm, so a takeover starts fast

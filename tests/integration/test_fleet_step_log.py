@@ -33,8 +33,29 @@ def test_reads_end_at_the_head_last_asked_for() -> None:
     # When the log is read from the start
     # Then it ends at the head the step asked for; the later events wait for the next head()
     assert [r.position for r in log.read()] == [1, 2, 3]
+    log.next_step()
     log.head()
     assert [r.position for r in log.read(after=3)] == [4, 5]
+
+
+def test_the_head_is_asked_once_per_step() -> None:
+    class CountingHeads(MemoryEventStore):
+        heads = 0
+
+        def head(self) -> int:
+            CountingHeads.heads += 1
+            return super().head()
+
+    # Given a step that asked the head, and an event appended since
+    store = CountingHeads()
+    log = StepLog(store)
+    append(store, "a")
+    assert log.head() == 1
+    append(store, "b")
+    # When the step asks again, then the next step does
+    during, after = log.head(), (log.next_step(), log.head())[1]
+    # Then the step kept the head it had asked (one request); the next one asked anew
+    assert (during, after, CountingHeads.heads) == (1, 2, 2)
 
 
 def test_events_read_once_are_served_again_from_memory() -> None:
@@ -63,6 +84,7 @@ def test_a_head_that_went_back_drops_what_was_remembered() -> None:
     append(fresh, "x")
     log.store = fresh
     # When the next step asks the head and reads
+    log.next_step()
     assert log.head() == 1
     # Then what is read is the log's event at that position, not the remembered one
     assert [r.event().pipeline for r in log.read()] == ["x"]  # type: ignore[union-attr]
