@@ -76,11 +76,16 @@ class Relay:
         self._tailed = 0  # the position this relay's state is at (``position`` may be set back)
         self.enqueued = 0
 
+    def forget_runs(self) -> None:
+        """Read the open runs from the projections again at the next step (e.g. after the log's
+        server failed: a restarted Redis may have lost events this state has seen)."""
+        self._runs = None
+
     def step(self) -> int:
         """One pass: catch up, route new events, reconcile when due. Returns tasks sent."""
         if self.lease is not None and not self.lease.acquire():
             self._sent.clear()  # a standby knows nothing of what the leader sent
-            self._runs = None  # nor of the runs: it loads them afresh when it takes over
+            self.forget_runs()  # nor of the runs: it loads them afresh when it takes over
             return 0
         self.projections.catch_up()
         now = time.monotonic()

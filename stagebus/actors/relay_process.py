@@ -164,6 +164,7 @@ class RelayProcess:
             self._checkpoint = self.projections.checkpoint()
         except TRANSIENT as exc:
             self.step_log.forget()  # the server may come back without its last writes
+            self.relay.forget_runs()
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
             backoff = min(0.25 * 2 ** min(self.failures, 5), MAX_BACKOFF_S)
