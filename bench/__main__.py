@@ -14,6 +14,7 @@ BENCHMARKS = {
     "runtime": "bench.runtime",
     "eventsourcing": "bench.eventsourcing_cmp",
     "fleet": "bench.fleet",
+    "relay": "bench.relay",
     "peers": "bench.peers",
     "scaling": "bench.scaling",
     "stages": "bench.stages",

@@ -12,6 +12,12 @@ normalize ``StageStarted``'s ``recorded_at`` (both stamped by the appending work
 clock); the raw hop from ``normalize.send`` to the start of normalize's body. "Hot": every
 partition of a run at once; "after idle": one partition published after 0.5 s of nothing.
 
+Round trips and stale appends are counted in every process the bench starts, on both sides, by
+:mod:`bench.counting` (a ``sitecustomize`` that wraps redis-py's send and the log's append script),
+over the hot run only, and divided by its stage tasks. ``--before REV`` runs our side a second
+time, in the same run, on the code of commit ``REV`` (``git archive`` into a temp directory, first
+on ``PYTHONPATH``), so the before/after ratios share one machine state.
+
 Idle polling is chosen on purpose: ``dramatiq_worker_timeout`` = 100 ms on both sides (the
 default 1000 ms makes an after-idle hop wait up to a second on either side). The relay polls
 the log every 200 ms when it has nothing to send (``RelayProcess.poll_s``; no flag).
@@ -81,17 +87,19 @@ def served_key(run: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="100 partitions, 5 after-idle hops")
     parser.add_argument("--partitions", type=int, default=None, help="partitions per throughput run")
+    parser.add_argument("--before", default=None, metavar="REV",
+                        help="also run our side on the code of git commit REV, in the same run")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the figures")
 
 
 @contextlib.contextmanager
-def processes(*commands: tuple[list[str], dict[str, str]], logs: Path) -> Iterator[None]:
+def processes(*commands: tuple[list[str], dict[str, str]], logs: Path, cwd: Path = REPO) -> Iterator[None]:
     """Start each command in its own session; SIGTERM them all on the way out, SIGKILL stragglers."""
     started: list[subprocess.Popen[bytes]] = []
     try:
         for index, (argv, env) in enumerate(commands):
             with (logs / f"process-{index}.log").open("wb") as out:
-                started.append(subprocess.Popen(argv, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                started.append(subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                                                 start_new_session=True))
         yield
     finally:
@@ -116,6 +124,44 @@ def wait_for(done: Any, timeout_s: float, what: str, logs: Path) -> None:
         time.sleep(0.005)
 
 
+COUNTING = Path(__file__).parent / "counting"
+
+
+def counted(directory: Path) -> dict[str, int]:
+    """The counters of every process started with ``STAGEBUS_BENCH_COUNTS=directory``, summed."""
+    totals = {"round_trips": 0, "appends": 0, "stale": 0}
+    for path in directory.glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            for name, value in json.loads(path.read_text()).items():
+                totals[name] = totals.get(name, 0) + int(value)
+    return totals
+
+
+def settled_counts(directory: Path) -> dict[str, int]:
+    time.sleep(0.2)  # every process rewrites its counters each 50 ms
+    return counted(directory)
+
+
+def child_env(tree: Path, counts: Path, **extra: str) -> dict[str, str]:
+    """The environment of a benched process: ``tree``'s code first, the counting hook before it."""
+    path = [str(COUNTING), str(tree), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, **extra, "STAGEBUS_BENCH_COUNTS": str(counts),
+            "PYTHONPATH": os.pathsep.join(filter(None, path))}
+
+
+def per_task(before: dict[str, int], after: dict[str, int], tasks: int) -> dict[str, Any]:
+    appends = after["appends"] - before["appends"]
+    stale = after["stale"] - before["stale"]
+    figures: dict[str, Any] = {"round_trips_per_task": (after["round_trips"] - before["round_trips"]) / tasks,
+                               "append_attempts_per_task": appends / tasks,
+                               "stale_append_rate": stale / max(1, appends - stale)}
+    commands = {name[4:]: round((n - before.get(name, 0)) / tasks, 2) for name, n in after.items()
+                if name.startswith("cmd ") and n > before.get(name, 0)}
+    if commands:  # STAGEBUS_BENCH_COUNT_COMMANDS=1: round trips per task by command
+        figures["round_trips_by_command"] = dict(sorted(commands.items(), key=lambda kv: -kv[1]))
+    return figures
+
+
 def _stamp(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
@@ -133,11 +179,13 @@ def transitions(store: RedisEventStore, run_id: str) -> list[float]:
     return [started[p] - upstream[p] for p in started if p in upstream]
 
 
-def ours(url: str, home: Path, partitions: int, idle_hops: int, relay_poll_s: float | None = None) -> dict[str, Any]:
-    env = {**os.environ, "STAGEBUS_HOME": str(home), "STAGEBUS_STORE": url, "STAGEBUS_BROKER": url,
-           "STAGEBUS_PIPELINES": "bench.runtime:noop_pipeline", "STAGEBUS_LOG_LEVEL": "WARNING",
-           "STAGEBUS_WORKER_PROJECTIONS": str(home / "worker-projections"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+def ours(url: str, home: Path, partitions: int, idle_hops: int, relay_poll_s: float | None = None,
+         tree: Path = REPO) -> dict[str, Any]:
+    counts = home / "counts"
+    counts.mkdir()
+    env = child_env(tree, counts, STAGEBUS_HOME=str(home), STAGEBUS_STORE=url, STAGEBUS_BROKER=url,
+                    STAGEBUS_PIPELINES="bench.runtime:noop_pipeline", STAGEBUS_LOG_LEVEL="WARNING",
+                    STAGEBUS_WORKER_PROJECTIONS=str(home / "worker-projections"))
     relay = [*STAGEBUS, "relay", "--reconcile-every", "5"]
     if relay_poll_s is not None:
         relay = [sys.executable, "-c", RELAY_WITH_POLL, str(relay_poll_s)]
@@ -154,9 +202,11 @@ def ours(url: str, home: Path, partitions: int, idle_hops: int, relay_poll_s: fl
         return time.perf_counter() - begin
 
     try:
-        with processes((relay, env), (worker, env), logs=home):
+        with processes((relay, env), (worker, env), logs=home, cwd=tree):
             run_once("warm", 2)  # imports, connections, caches
+            begin = settled_counts(counts)
             wall = run_once("hot", partitions)
+            work = per_task(begin, settled_counts(counts), 3 * partitions + 3)
             hot = transitions(store, "hot")
             idle: list[float] = []
             for hop in range(idle_hops):
@@ -165,12 +215,13 @@ def ours(url: str, home: Path, partitions: int, idle_hops: int, relay_poll_s: fl
                 idle += transitions(store, f"idle{hop}")
     finally:
         store.close()
-    return {"tasks_per_s": (3 * partitions + 3) / wall, "hot": hot, "idle": idle}
+    return {"tasks_per_s": (3 * partitions + 3) / wall, "hot": hot, "idle": idle, **work}
 
 
 def raw(url: str, logs: Path, partitions: int, idle_hops: int) -> dict[str, Any]:
-    env = {**os.environ, "STAGEBUS_BENCH_REDIS": url, "dramatiq_worker_timeout": str(WORKER_TIMEOUT_MS),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    counts = logs / "counts"
+    counts.mkdir()
+    env = child_env(REPO, counts, STAGEBUS_BENCH_REDIS=url, dramatiq_worker_timeout=str(WORKER_TIMEOUT_MS))
     argv = [sys.executable, "-m", "dramatiq", "bench.dramatiq_raw", "--processes", str(PROCESSES),
             "--threads", str(THREADS)]
     broker = RedisBroker(url=url)
@@ -194,13 +245,15 @@ def raw(url: str, logs: Path, partitions: int, idle_hops: int) -> dict[str, Any]
     try:
         with processes((argv, env), logs=logs):
             run_once("warm", 2)
+            begin = settled_counts(counts)
             wall = run_once("hot", partitions)
+            work = per_task(begin, settled_counts(counts), 3 * partitions + 3)
             idle: list[float] = []
             for hop in range(idle_hops):
                 time.sleep(IDLE_S)
                 run_once(f"idle{hop}", 1)
                 idle += hops(f"idle{hop}")
-            return {"tasks_per_s": (3 * partitions + 3) / wall, "hot": hops("hot"), "idle": idle}
+            return {"tasks_per_s": (3 * partitions + 3) / wall, "hot": hops("hot"), "idle": idle, **work}
     finally:
         client.close()
         broker.close()
@@ -211,52 +264,98 @@ def _ms(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+def checkout(rev: str, into: Path) -> Path:
+    """The code of commit ``rev``, unpacked into ``into`` (the bench's own temp directory)."""
+    into.mkdir()
+    archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def summary(side: dict[str, Any], raw_side: dict[str, Any]) -> dict[str, Any]:
+    """One side's figures, each beside the raw Dramatiq figure of the same run."""
+    figures: dict[str, Any] = {"tasks_per_s": side["tasks_per_s"],
+                               "throughput_ratio": side["tasks_per_s"] / raw_side["tasks_per_s"]}
+    for label in ("hot", "idle"):
+        p50, p50r = statistics.median(side[label]) * 1000, statistics.median(raw_side[label]) * 1000
+        p99, p99r = _ms(side[label], 0.99), _ms(raw_side[label], 0.99)
+        figures[label] = {"p50_ms": p50, "p99_ms": p99, "raw_p50_ms": p50r, "raw_p99_ms": p99r,
+                          "ratio_p50": p50 / p50r, "ratio_p99": p99 / p99r, "samples": len(side[label])}
+    for name in ("round_trips_per_task", "append_attempts_per_task", "stale_append_rate", "round_trips_by_command"):
+        if name in side:
+            figures[name] = side[name]
+    return figures
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     partitions = args.partitions or (100 if args.quick else 300)
     idle_hops = 5 if args.quick else 20
     figures: dict[str, Any] = {"partitions": partitions, "worker_processes": PROCESSES, "threads": THREADS,
                                "dramatiq_worker_timeout_ms": WORKER_TIMEOUT_MS, "idle_s": IDLE_S}
+    before: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="sb-bench-fleet-") as tmp, redis_server(Path(tmp)) as url:
         if url is None:
             figures["skipped"] = "fleet not measured: redis-server is not installed"
             print(figures["skipped"])
             args.json.write_text(json.dumps(figures, indent=2) + "\n")
             return figures
-        (Path(tmp) / "ours").mkdir()
-        (Path(tmp) / "raw").mkdir()
-        o = ours(url, Path(tmp) / "ours", partitions, idle_hops)
+        root = Path(tmp)
+        for name in ("ours", "raw", "before"):
+            (root / name).mkdir()
+        o = ours(url, root / "ours", partitions, idle_hops)
         redis.Redis.from_url(url).flushall()
-        r = raw(url, Path(tmp) / "raw", partitions, idle_hops)
+        r = raw(url, root / "raw", partitions, idle_hops)
+        if args.before:
+            redis.Redis.from_url(url).flushall()
+            tree = checkout(args.before, root / "before-tree")
+            before = ours(url, root / "before", partitions, idle_hops, tree=tree)
         if not args.quick:
             redis.Redis.from_url(url).flushall()
-            (Path(tmp) / "what-if").mkdir()
-            w = ours(url, Path(tmp) / "what-if", partitions, idle_hops, relay_poll_s=WHAT_IF_POLL_S)
+            (root / "what-if").mkdir()
+            w = ours(url, root / "what-if", partitions, idle_hops, relay_poll_s=WHAT_IF_POLL_S)
             figures["what-if relay poll 10 ms"] = {
                 "tasks_per_s": w["tasks_per_s"], "hot_p50_ms": statistics.median(w["hot"]) * 1000,
                 "idle_p50_ms": statistics.median(w["idle"]) * 1000,
                 "idle_p50_ratio_to_raw": statistics.median(w["idle"]) / statistics.median(r["idle"])}
+    figures["raw"] = {name: r[name] for name in ("tasks_per_s", "round_trips_per_task", "round_trips_by_command")
+                      if name in r}
+    figures["ours"] = summary(o, r)
+    sides = [("stagebus", figures["ours"])]
+    if before is not None:
+        figures["before"] = {"rev": args.before, **summary(before, r)}
+        sides.insert(0, (f"before ({args.before})", figures["before"]))
     rows = []
-    for label in ("hot", "idle"):
-        name = "hot" if label == "hot" else f"after {IDLE_S} s idle"
-        p50o, p50r = statistics.median(o[label]) * 1000, statistics.median(r[label]) * 1000
-        p99o, p99r = _ms(o[label], 0.99), _ms(r[label], 0.99)
-        figures[f"transition {name}"] = {"ours_p50_ms": p50o, "raw_p50_ms": p50r, "ours_p99_ms": p99o,
-                                         "raw_p99_ms": p99r, "ratio_p50": p50o / p50r, "ratio_p99": p99o / p99r,
-                                         "samples": len(o[label])}
-        rows.append([f"transition p50 ({name})", "ms", f"{p50o:.1f}", f"{p50r:.1f}", f"{p50o / p50r:.1f}x"])
-        rows.append([f"transition p99 ({name})", "ms", f"{p99o:.1f}", f"{p99r:.1f}", f"{p99o / p99r:.1f}x"])
-    ratio = o["tasks_per_s"] / r["tasks_per_s"]
-    figures["noop throughput"] = {"ours_tasks_per_s": o["tasks_per_s"], "raw_tasks_per_s": r["tasks_per_s"],
-                                  "ratio": ratio}
-    rows.append(["no-op stage tasks/s", "tasks/s", f"{o['tasks_per_s']:.0f}", f"{r['tasks_per_s']:.0f}",
-                 f"{ratio:.2f}x"])
+    for label, name in (("hot", "hot"), ("idle", f"after {IDLE_S} s idle")):
+        for q in ("p50", "p99"):
+            row = [f"transition {q} ({name})", "ms", f"{figures['ours'][label]['raw_' + q + '_ms']:.1f}"]
+            for _, side in sides:
+                row += [f"{side[label][q + '_ms']:.1f}", f"{side[label]['ratio_' + q]:.2f}x"]
+            rows.append(row)
+    row = ["no-op stage tasks/s", "tasks/s", f"{r['tasks_per_s']:.0f}"]
+    for _, side in sides:
+        row += [f"{side['tasks_per_s']:.0f}", f"{side['throughput_ratio']:.2f}x"]
+    rows.append(row)
+    row = ["redis round trips per task", "count", f"{r['round_trips_per_task']:.1f}"]
+    for _, side in sides:
+        trips = side["round_trips_per_task"]
+        row += [f"{trips:.1f}", f"{trips / r['round_trips_per_task']:.2f}x"]
+    rows.append(row)
+    row = ["log appends retried on a stale head", "%", "-"]
+    for _, side in sides:
+        row += [f"{100 * side['stale_append_rate']:.1f}", "-"]
+    rows.append(row)
     if "what-if relay poll 10 ms" in figures:
         w = figures["what-if relay poll 10 ms"]
-        rows.append(["what-if: relay idle poll 10 ms, p50 after idle", "ms", f"{w['idle_p50_ms']:.1f}",
-                     f"{statistics.median(r['idle']) * 1000:.1f}", f"{w['idle_p50_ratio_to_raw']:.1f}x"])
-        rows.append(["what-if: relay idle poll 10 ms, tasks/s", "tasks/s", f"{w['tasks_per_s']:.0f}",
-                     f"{r['tasks_per_s']:.0f}", f"{w['tasks_per_s'] / r['tasks_per_s']:.2f}x"])
+        pad = ["", ""] * (len(sides) - 1)  # measured on this tree only: the last pair of columns
+        rows.append(["what-if: relay idle poll 10 ms, p50 after idle", "ms",
+                     f"{statistics.median(r['idle']) * 1000:.1f}", *pad,
+                     f"{w['idle_p50_ms']:.1f}", f"{w['idle_p50_ratio_to_raw']:.2f}x"])
+        rows.append(["what-if: relay idle poll 10 ms, tasks/s", "tasks/s", f"{r['tasks_per_s']:.0f}", *pad,
+                     f"{w['tasks_per_s']:.0f}", f"{w['tasks_per_s'] / r['tasks_per_s']:.2f}x"])
+    columns = ["figure", "unit", "raw dramatiq"]
+    for label, _ in sides:
+        columns += [label, "/raw"]
     print_table(f"fleet on Redis: relay + {PROCESSES} worker processes x {THREADS} threads, {partitions} partitions, "
-                f"idle poll {WORKER_TIMEOUT_MS} ms", ["figure", "unit", "stagebus", "raw dramatiq", "ours/raw"], rows)
+                f"idle poll {WORKER_TIMEOUT_MS} ms", columns, rows)
     args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return figures

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import socket
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
@@ -180,6 +180,26 @@ def ready_tasks(
             if upstream_done(run, pipeline, stage, ref):
                 ready.append(TaskRef(run.run_id, stage, ref))
     return Readiness(ready, exhausted)
+
+
+READY = "ready"
+EXHAUSTED = "exhausted"
+
+
+def task_verdict(run: RunView, contract: StageContract, task: TaskRef, *, upstream_ok: Callable[[], bool],
+                 local_idle: bool, liveness: Liveness | None = None) -> str | None:
+    """What :func:`ready_tasks` decides for one task: :data:`READY`, :data:`EXHAUSTED`, or None
+    (finished, a live attempt, or upstream not done). ``upstream_ok`` answers the upstream
+    question the caller's way (the relay keeps counters; :func:`upstream_done` scans)."""
+    state = run.tasks.get((task.stage, task.partition))
+    if state is not None and state.status in TERMINAL:
+        return None
+    if state is not None and state.status in IN_FLIGHT:
+        if attempt_in_flight(state, contract, local_idle=local_idle, liveness=liveness, task=str(task)):
+            return None
+        if attempts_spent(state) >= contract.retry.max_retries + 1:
+            return EXHAUSTED
+    return READY if upstream_ok() else None
 
 
 def chained_downstream(task: TaskRef, pipeline: Pipeline) -> list[TaskRef]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import redis
@@ -22,15 +23,90 @@ from stagebus.actors.heartbeat import liveness_from
 from stagebus.actors.metrics import QueueDepth, queue_depths, render_prometheus, stage_task_counts
 from stagebus.actors.relay import Relay
 from stagebus.errors import StoreUnavailable
+from stagebus.events import Event
 from stagebus.pipeline.registry import load_pipelines
 from stagebus.projections import Projections
-from stagebus.store import open_store
+from stagebus.store import EventStore, open_store
+from stagebus.store.base import READ_PAGE, Appended, RecordedEvent
 
 log = logging.getLogger("stagebus.relay")
 
 # Failures a later step can get past: the log's or the broker's server restarting or unreachable.
 TRANSIENT: tuple[type[BaseException], ...] = (StoreUnavailable, redis.RedisError, BrokerError, ConnectionError)
 MAX_BACKOFF_S = 5.0
+
+
+class StepLog(EventStore):
+    """The log as the relay process's steps read it: reads end at the head last asked for (each
+    step's catch-up asks it first), and the events read last are served again from memory. So
+    the projections' catch-up and the relay's own tail share one read of each event, and neither
+    pays an empty read past the head. Memory is dropped when the head goes back (a Redis that
+    lost its last writes) and by :meth:`forget` after any failed step. The head is asked once
+    per step (:meth:`next_step`): the log-shortening check and the catch-up share it."""
+
+    def __init__(self, store: EventStore, keep: int = 5 * READ_PAGE) -> None:
+        self.store = store
+        self.url = store.url
+        self.readonly = store.readonly
+        self.keep = keep
+        self._recent: list[RecordedEvent] = []  # consecutive positions
+        self._head: int | None = None
+        self._head_asked = False  # during this step
+
+    def next_step(self) -> None:
+        self._head_asked = False
+
+    def forget(self) -> None:
+        self._recent = []
+        self._head = None
+        self._head_asked = False
+
+    def head(self) -> int:
+        if self._head_asked and self._head is not None:
+            return self._head
+        head = self.store.head()
+        self._head_asked = True
+        if self._head is not None and head < self._head:
+            self._recent = []
+        self._head = head
+        return head
+
+    def read(self, after: int = 0, limit: int | None = None) -> Iterator[RecordedEvent]:
+        if self._head is not None:
+            limit = self._head - after if limit is None else min(limit, self._head - after)
+        if limit is not None and limit <= 0:
+            return
+        recent = self._recent
+        if recent and recent[0].position <= after + 1 <= recent[-1].position:
+            served = recent[after + 1 - recent[0].position:][:limit]
+            yield from served
+            after += len(served)
+            if limit is not None:
+                limit -= len(served)
+                if limit <= 0:
+                    return
+        for record in self.store.read(after=after, limit=limit):
+            self._remember(record)
+            yield record
+
+    def _remember(self, record: RecordedEvent) -> None:
+        if self._recent and record.position != self._recent[-1].position + 1:
+            self._recent = []
+        self._recent.append(record)
+        if len(self._recent) > 2 * self.keep:
+            del self._recent[:-self.keep]
+
+    def append(self, events: Sequence[Event]) -> list[Appended]:
+        return self.store.append(events)
+
+    def get(self, key: str) -> RecordedEvent | None:
+        return self.store.get(key)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, RecordedEvent]:
+        return self.store.get_many(keys)
+
+    def close(self) -> None:
+        self.store.close()
 
 
 class RelayProcess:
@@ -42,13 +118,14 @@ class RelayProcess:
         self.health_every_s = health_every_s
         self.stall_after_s = stall_after_s
         self.store = open_store(settings.store_url)
-        self.projections = Projections(self.store, settings.projections_path)
+        self.step_log = StepLog(self.store)  # what the steps read: the projections' and the relay's
+        self.projections = Projections(self.step_log, settings.projections_path)
         self.pipelines = load_pipelines(settings.pipelines)
         self.broker = open_fleet_broker(settings)
         self.sender = StageSender(self.broker, self.pipelines)
         self.lease = relay_lease(self.store, settings, lease_ttl_s)
         board = heartbeat_board(self.store, settings)
-        self.relay = Relay(self.store, self.projections, self.pipelines, self.sender.send, lease=self.lease,
+        self.relay = Relay(self.step_log, self.projections, self.pipelines, self.sender.send, lease=self.lease,
                            reconcile_every_s=reconcile_every_s, redelivery_s=redelivery_s,
                            backlog=self.sender.waiting, heartbeats=lambda: liveness_from(board.read()))
         self.failures = 0
@@ -79,12 +156,15 @@ class RelayProcess:
     def _step(self) -> tuple[int, float]:
         """One step; returns (tasks sent, seconds to back off after a failure)."""
         try:
+            self.step_log.next_step()
             self._check_log_not_shorter()
             if not self.lease.held:
                 self.projections.catch_up()  # a standby stays warm, so a takeover starts fast
             sent = self.relay.step()
             self._checkpoint = self.projections.checkpoint()
         except TRANSIENT as exc:
+            self.step_log.forget()  # the server may come back without its last writes
+            self.relay.forget_runs()
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
             backoff = min(0.25 * 2 ** min(self.failures, 5), MAX_BACKOFF_S)
@@ -97,7 +177,7 @@ class RelayProcess:
     def _check_log_not_shorter(self) -> None:
         # A Redis that restarted without its last writes (AOF "everysec" and a crash) leaves the
         # projections ahead of the log; left alone they would skip the positions written anew.
-        checkpoint, head = self.projections.checkpoint(), self.store.head()
+        checkpoint, head = self.projections.checkpoint(), self.step_log.head()
         if checkpoint > head:
             log.error("the log ends at %d but the projections are at %d: events were lost; rebuilding them",
                       head, checkpoint)

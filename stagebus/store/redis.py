@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -87,6 +88,29 @@ return {'ok'}
 """
 
 
+# KEYS: stream, keys hash, head hash. ARGV: event keys.
+# Reply: {head position, head hash, then per key its entry {id, fields} or false}: one round trip
+# for any number of keyed lookups, and the head they were read at (a fresh hint for the next append).
+GET_SCRIPT = """
+local head = redis.call('HMGET', KEYS[3], 'position', 'hash')
+local reply = {head[1] or '0', head[2] or ''}
+for i = 1, #ARGV do
+  local position = redis.call('HGET', KEYS[2], ARGV[i])
+  local entry = false
+  if position then
+    local id = position .. '-1'
+    entry = redis.call('XRANGE', KEYS[1], id, id)[1] or false
+  end
+  reply[#reply + 1] = entry
+end
+return reply
+"""
+# Events per group commit at most (one script call; a 5,000-event script runs in ~50 ms).
+GROUP_EVENTS = 500
+# Keyed records kept per store handle: a key, once in the log, names the same event for good.
+FACT_CACHE = 50_000
+
+
 def is_transient(exc: BaseException) -> bool:
     """Failures a later attempt can fix: lost connections, a loading server, a demoted primary."""
     # redis-py files a refused password under ConnectionError; no retry will fix that one.
@@ -154,6 +178,18 @@ def _record(entry_id: bytes, fields: dict[bytes, bytes]) -> RecordedEvent:
     )
 
 
+class _Pending:
+    """One caller's batch, waiting for the writer to commit it (maybe with others)."""
+
+    __slots__ = ("done", "error", "events", "result")
+
+    def __init__(self, events: Sequence[Event]) -> None:
+        self.events = events
+        self.result: list[Appended] = []
+        self.error: BaseException | None = None
+        self.done = False
+
+
 class RedisEventStore(EventStore):
     """The event log of one ``namespace`` in one Redis database.
 
@@ -170,12 +206,19 @@ class RedisEventStore(EventStore):
         self.url = url or f"redis ({self.address})"
         self._owns_client = owns_client
         self._append_script = client.register_script(APPEND_SCRIPT)
+        self._get_script = client.register_script(GET_SCRIPT)
+        # Found keyed events, in the order they were read (oldest dropped first past FACT_CACHE).
+        # Only presence is cached, never absence; the cache is dropped whenever the connection
+        # fails, since only a restarted Redis can have lost events (see RelayProcess).
+        self._facts: OrderedDict[str, RecordedEvent] = OrderedDict()
         self._script_keys = [self.names.stream, self.names.keys, self.names.head]
         # The head this handle last saw; a wrong guess costs one "stale" reply, not an error.
         self._head_hint: tuple[int, str] | None = None
         self._writer = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: deque[_Pending] = deque()  # batches waiting for the writer
         self._retried: Callable[..., Any] = retrying(
-            is_transient, f"cannot reach redis at {self.address}", attempts
+            self._transient, f"cannot reach redis at {self.address}", attempts
         )(_invoke)
 
     @classmethod
@@ -185,6 +228,12 @@ class RedisEventStore(EventStore):
         probe(url)
         return cls(client_for(url), namespace=namespace, readonly=readonly, url=redact_url(url),
                    attempts=attempts, owns_client=True)
+
+    def _transient(self, exc: BaseException) -> bool:
+        transient = is_transient(exc)
+        if transient:
+            self._facts.clear()  # the server may be a restarted one that lost its last writes
+        return transient
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` with transient failures retried and Redis's own errors translated."""
@@ -196,16 +245,71 @@ class RedisEventStore(EventStore):
     # --- writing ---------------------------------------------------------------------------
 
     def append(self, events: Sequence[Event]) -> list[Appended]:
+        """Group commit: threads of one process that append at the same time share one script
+        call. Each batch stays whole and in order within the group, and each caller returns
+        only once its own batch is stored (or refused), so nothing a caller does next can
+        start before its events are in the log. A group with a taken key is split up again,
+        so one batch's conflict never refuses another's."""
         self._refuse_if_readonly()
         check_batch(events)
-        sent: list[RecordedEvent] = []  # the batch in flight, in case its reply gets lost
+        mine = _Pending(events)
+        with self._queue_lock:
+            self._queue.append(mine)
         # Threads of one process take turns: they would only collide on the head and retry.
         # Appenders in other processes still meet at the script's head check.
         with self._writer:
-            result: list[Appended] = self._call(self._append_sealed, events, sent)
-        return result
+            while not mine.done:
+                group: list[_Pending] = []
+                self._take_group(group)
+                self._commit(group)
+        if mine.error is not None:
+            raise mine.error
+        return mine.result
 
-    def _append_sealed(self, events: Sequence[Event], sent: list[RecordedEvent]) -> list[Appended]:
+    def _take_group(self, group: list[_Pending] | None = None) -> list[_Pending]:
+        """The oldest waiting batches, as many as fit in one script call without a key twice;
+        given a ``group``, those that can still join it (it is extended, the new ones returned)."""
+        group = [] if group is None else group
+        keys = {e.key for pending in group for e in pending.events if e.key is not None}
+        size = sum(len(pending.events) for pending in group)
+        taken: list[_Pending] = []
+        with self._queue_lock:
+            while self._queue:
+                pending = self._queue[0]
+                batch_keys = {e.key for e in pending.events if e.key is not None}
+                if group and (size + len(pending.events) > GROUP_EVENTS or keys & batch_keys):
+                    break
+                group.append(self._queue.popleft())
+                taken.append(pending)
+                keys |= batch_keys
+                size += len(pending.events)
+        return taken
+
+    def _commit(self, group: list[_Pending]) -> None:
+        try:
+            events = [e for pending in group for e in pending.events]
+            # The group grows on a stale head by the batches queued meanwhile (see _append_sealed).
+            answers: list[Appended] = self._call(self._append_sealed, events, [], group)
+            if len(group) > 1 and not answers[0].stored:  # a key was taken: each batch on its own
+                for pending in group:
+                    pending.result = self._call(self._append_sealed, pending.events, [])
+            else:
+                offset = 0
+                for pending in group:
+                    pending.result = answers[offset:offset + len(pending.events)]
+                    offset += len(pending.events)
+        except BaseException as exc:
+            for pending in group:
+                pending.error = exc
+        finally:
+            for pending in group:
+                pending.done = True
+
+    def _append_sealed(self, events: Sequence[Event], sent: list[RecordedEvent],
+                       group: list[_Pending] | None = None) -> list[Appended]:
+        """Seal ``events`` on the head and store them, sealing again while the head moves.
+        With the ``group`` they came from, batches queued while the head moved join it (and
+        ``events``, which must then be that group's list): the retry carries them too."""
         if sent and self._landed(sent[-1]):
             # The previous attempt's script ran but its reply was lost: it is stored, once.
             return [Appended(r.position, True) for r in sent]
@@ -223,6 +327,9 @@ class RedisEventStore(EventStore):
                 pairs = reply[1:]
                 return refused(events, {pairs[i].decode(): int(pairs[i + 1]) for i in range(0, len(pairs), 2)})
             head, head_hash = int(reply[1]), reply[2].decode() or GENESIS_HASH
+            if group is not None:
+                assert isinstance(events, list)
+                events.extend(e for pending in self._take_group(group) for e in pending.events)
             if attempt >= 2:  # spread appenders that keep colliding
                 time.sleep(random.uniform(0, 0.001 * attempt))
         raise StoreUnavailable(
@@ -254,23 +361,32 @@ class RedisEventStore(EventStore):
                 remaining -= len(entries)
 
     def get(self, key: str) -> RecordedEvent | None:
-        position = self._call(self.client.hget, self.names.keys, key)
-        return None if position is None else self._call(self._entry, int(position))
+        return self.get_many([key]).get(key)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, RecordedEvent]:
-        keys = list(keys)
-        if not keys:
-            return {}
-        return dict(self._call(self._get_many, keys))
+        """The events holding ``keys``, in one round trip; events read before come from memory."""
+        found = {key: self._facts[key] for key in keys if key in self._facts}
+        wanted = list(dict.fromkeys(key for key in keys if key not in found))
+        if wanted:
+            found.update(self._call(self._get_many, wanted))
+        return found
 
-    def _get_many(self, keys: list[str]) -> list[tuple[str, RecordedEvent]]:
-        positions = self.client.hmget(self.names.keys, keys)
-        found = [(key, int(p)) for key, p in zip(keys, positions, strict=True) if p is not None]
-        pipe = self.client.pipeline(transaction=False)
-        for _, position in found:
-            entry_id = f"{position}-1"
-            pipe.xrange(self.names.stream, entry_id, entry_id)
-        return [(key, _record(*entries[0])) for (key, _), entries in zip(found, pipe.execute(), strict=True)]
+    def _get_many(self, keys: list[str]) -> dict[str, RecordedEvent]:
+        reply = self._get_script(keys=self._script_keys, args=keys)
+        position, digest = int(reply[0]), reply[1].decode() or GENESIS_HASH
+        if self._head_hint is None or self._head_hint[0] < position:
+            self._head_hint = (position, digest)
+        found = {}
+        for key, entry in zip(keys, reply[2:], strict=True):
+            if entry:
+                record = found[key] = _record(entry[0], _fields(entry[1]))
+                self._remember(key, record)
+        return found
+
+    def _remember(self, key: str, record: RecordedEvent) -> None:
+        self._facts[key] = record
+        if len(self._facts) > FACT_CACHE:
+            self._facts.popitem(last=False)
 
     def _entry(self, position: int) -> RecordedEvent | None:
         entry_id = f"{position}-1"
@@ -284,6 +400,11 @@ class RedisEventStore(EventStore):
     def close(self) -> None:
         if self._owns_client:
             self.client.close()
+
+
+def _fields(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    """A stream entry's fields as a script returns them (a flat list), as a dict."""
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
 def _invoke(fn: Callable[..., Any], *args: Any) -> Any:

@@ -117,6 +117,25 @@ def test_get_many_returns_present_keys_only(store: EventStore) -> None:
     assert {key: r.position for key, r in found.items()} == {"run/a": 1, "run/c": 3}
 
 
+def test_get_many_sees_a_key_taken_after_it_was_looked_up_absent(backend: Backend) -> None:
+    # Given a reader that looked a key up while it was free (absence is never remembered)
+    writer, reader = backend.open(), backend.open()
+    assert reader.get_many(["run/a", "run/b"]) == {}
+
+    # When another handle takes it
+    writer.append([keyed("a")])
+
+    # Then the reader's next lookups find it, alone or beside keys it has seen before
+    assert reader.get("run/a") is not None
+    assert set(reader.get_many(["run/a", "run/b"])) == {"run/a"}
+
+
+def test_get_many_answers_a_repeated_key_once(store: EventStore) -> None:
+    store.append([keyed("a")])
+    found = store.get_many(["run/a", "run/a", "run/zz"])
+    assert list(found) == ["run/a"] and found["run/a"].position == 1
+
+
 def test_head_is_zero_for_an_empty_log(store: EventStore) -> None:
     assert store.head() == 0
 

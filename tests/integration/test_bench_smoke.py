@@ -201,3 +201,16 @@ def test_ui_bench_times_every_inspector_page_at_a_tiny_size(tmp_path: Path) -> N
                                   "partition", "run", "log", "log_type"}
     assert all(p["best_s"] > 0 for p in size["pages"].values())
     assert json.loads((tmp_path / "ui.json").read_text()) == figures
+
+
+def test_relay_bench_drives_runs_at_tiny_sizes(tmp_path: Path) -> None:
+    from bench import relay
+
+    # Given runs of 20 and 60 partitions / When the relay drives each to its end
+    args = argparse.Namespace(quick=False, sizes=[20, 60], chunk=7, before=None, before_max=0,
+                              json=tmp_path / "relay.json")
+    figures = relay.run(args)
+    # Then every task of each run was routed, and both sides were measured
+    assert [r["tasks"] for r in figures["sizes"]] == [63, 183]
+    assert all(r["relay_us_per_task"] > 0 and r["raw_read_decode_us_per_task"] > 0 for r in figures["sizes"])
+    assert json.loads((tmp_path / "relay.json").read_text()) == figures

@@ -365,6 +365,37 @@ def test_the_relay_process_rebuilds_projections_when_the_log_comes_back_shorter(
     log.close()
 
 
+@pytest.mark.redis
+def test_after_a_failed_step_the_relay_reads_its_open_runs_again(redis_url: str, tmp_path: Path) -> None:
+    from stagebus.actors.relay_process import RelayProcess
+    from stagebus.store.redis import RedisEventStore
+
+    # Given a relay process that has routed an open run
+    settings = FleetSettings(home=tmp_path, store=redis_url, broker=f"{redis_url}?db=1",
+                             pipelines="support.chain6:pipeline")
+    log = RedisEventStore.from_url(redis_url)
+    open_run(log)  # type: ignore[arg-type]
+    process = RelayProcess(settings)
+    process._step()
+    reads: list[str] = []
+    read_run = process.projections.run
+    process.projections.run = lambda run_id: reads.append(run_id) or read_run(run_id)  # type: ignore[method-assign]
+    # When a step fails on the log's server (it may come back without its last writes), then works
+    next_step = process.step_log.next_step
+
+    def unreachable() -> None:
+        raise redis.ConnectionError("connection refused")
+
+    process.step_log.next_step = unreachable  # type: ignore[method-assign]
+    assert process._step()[1] > 0
+    process.step_log.next_step = next_step  # type: ignore[method-assign]
+    process._step()
+    # Then the relay read the open run from its projections again instead of trusting its memory
+    assert reads == ["r1"]
+    process.close()
+    log.close()
+
+
 def test_a_relay_on_a_sqlite_log_takes_a_file_lease(tmp_path: Path) -> None:
     from stagebus.actors.fleet_setup import relay_lease
     from stagebus.actors.lease import FileLease

@@ -3,6 +3,8 @@ head, the stream layout operators see, and translated errors."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import fakeredis
@@ -11,6 +13,7 @@ import redis
 
 from stagebus.errors import StoreError, StoreUnavailable
 from stagebus.events import PipelineStarted, RunOpened
+from stagebus.store import Appended
 from stagebus.store.keys import RedisKeys
 from stagebus.store.redis import RedisEventStore, is_transient
 
@@ -165,3 +168,125 @@ def test_log_survives_a_crash_with_aof(redis_instances) -> None:  # type: ignore
         assert store.verify().ok and store.head() == 3
         assert store.append_one(RunOpened(run_id="r1", pipeline="p")).conflict
         assert store.append_one(started()).position == 4
+
+
+def test_a_keyed_event_read_before_a_lost_connection_is_read_again_after_it(
+    fake_redis_server: fakeredis.FakeServer,
+) -> None:
+    # Given a handle that has read a run's RunOpened (it keeps the keyed events it has read)
+    store = RedisEventStore(fakeredis.FakeRedis(server=fake_redis_server), attempts=2)
+    store.append([RunOpened(run_id="a", pipeline="one")])
+    assert store.get("run/a") is not None
+    # When the connection fails, and the server comes back without that event (a restart lost it)
+    fake_redis_server.connected = False
+    with pytest.raises(StoreUnavailable):
+        store.head()
+    fake_redis_server.connected = True
+    fakeredis.FakeRedis(server=fake_redis_server).flushall()
+    # Then the handle asks the log again instead of answering from memory
+    assert store.get("run/a") is None and store.get_many(["run/a"]) == {}
+
+
+def test_a_lookup_refreshes_the_head_the_next_append_seals_on(fake_redis_server: fakeredis.FakeServer) -> None:
+    # Given a handle that appended once, and another that appended after it
+    first = RedisEventStore(fakeredis.FakeRedis(server=fake_redis_server))
+    second = RedisEventStore(fakeredis.FakeRedis(server=fake_redis_server))
+    first.append([started()])
+    second.append([started()])
+    calls = []
+    script = first._append_script
+    first._append_script = lambda **kw: calls.append(1) or script(**kw)  # type: ignore[method-assign]
+    # When the first handle looks a key up, then appends
+    first.get("run/none")
+    answer = first.append_one(started())
+    # Then its append was sealed on the head the lookup saw: one script call, no stale retry
+    assert answer.position == 3 and calls == [1] and first.verify().ok
+
+
+class HoldFirstCall:
+    """The append script, whose first call waits until ``waiting`` more batches are queued."""
+
+    def __init__(self, store: RedisEventStore, waiting: int) -> None:
+        self.store, self.script, self.waiting, self.calls = store, store._append_script, waiting, 0
+
+    def __call__(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            deadline = time.monotonic() + 10
+            while len(self.store._queue) < self.waiting and time.monotonic() < deadline:
+                time.sleep(0.001)
+        return self.script(**kwargs)
+
+
+def append_from_threads(store: RedisEventStore, batches: list[list[Any]]) -> list[list[Any]]:
+    answers: list[list[Any]] = [[] for _ in batches]
+
+    def one(index: int) -> None:
+        answers[index] = store.append(batches[index])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(batches))]
+    threads[0].start()
+    while store._append_script.calls == 0:  # type: ignore[attr-defined]
+        time.sleep(0.001)
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def test_batches_appended_at_once_by_threads_share_one_script_call(fake_redis: fakeredis.FakeRedis) -> None:
+    # Given a handle whose first append is in flight while three more threads append
+    store = RedisEventStore(fake_redis)
+    store._append_script = HoldFirstCall(store, waiting=3)  # type: ignore[method-assign]
+    # When all four batches are stored
+    answers = append_from_threads(store, [[started("a")], [started("b"), started("c")], [started("d")],
+                                          [started("e")]])
+    # Then the three that waited went in one script call, each batch whole, the chain intact
+    assert store._append_script.calls == 2  # type: ignore[attr-defined]
+    assert all(a.stored for batch in answers for a in batch)
+    assert sorted(a.position for batch in answers for a in batch) == [1, 2, 3, 4, 5]
+    positions = [a.position for a in answers[1]]
+    assert positions[1] == positions[0] + 1 and store.verify().ok
+
+
+def test_a_taken_key_in_a_group_refuses_only_its_own_batch(fake_redis: fakeredis.FakeRedis) -> None:
+    # Given run "a" already opened, and three threads appending while a first append is in flight,
+    # one of them opening "a" again
+    store = RedisEventStore(fake_redis)
+    store.append([RunOpened(run_id="a", pipeline="one")])
+    store._append_script = HoldFirstCall(store, waiting=3)  # type: ignore[method-assign]
+    answers = append_from_threads(store, [[started("x")], [started("y")],
+                                          [RunOpened(run_id="a", pipeline="two")], [started("z")]])
+    # Then the duplicate is refused, naming the position holding the key, and the others are stored
+    assert answers[2] == [Appended(1, False)]
+    assert all(a.stored for i, batch in enumerate(answers) if i != 2 for a in batch)
+    assert store.head() == 4 and store.verify().ok
+
+
+class MoveHeadOnFirstCall:
+    """The append script, whose first call waits for two more queued batches, then finds the
+    head moved by another process (a real "stale" reply)."""
+
+    def __init__(self, store: RedisEventStore, other: RedisEventStore) -> None:
+        self.store, self.other, self.script, self.calls = store, other, store._append_script, 0
+
+    def __call__(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            while len(self.store._queue) < 2:
+                time.sleep(0.001)
+            self.other.append([started("elsewhere")])
+        return self.script(**kwargs)
+
+
+def test_batches_queued_while_the_head_moved_ride_on_the_retry(fake_redis_server: fakeredis.FakeServer) -> None:
+    # Given a handle whose first append meets a head moved meanwhile, two more batches queued
+    store = RedisEventStore(fakeredis.FakeRedis(server=fake_redis_server))
+    store._append_script = MoveHeadOnFirstCall(  # type: ignore[method-assign]
+        store, RedisEventStore(fakeredis.FakeRedis(server=fake_redis_server)))
+    # When the three batches are stored
+    answers = append_from_threads(store, [[started("a")], [started("b")], [started("c")]])
+    # Then the retry of the stale attempt carried the queued ones: two script calls in all
+    assert store._append_script.calls == 2  # type: ignore[attr-defined]
+    assert sorted(a.position for batch in answers for a in batch) == [2, 3, 4] and store.verify().ok
