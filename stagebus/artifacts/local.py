@@ -104,6 +104,9 @@ class PendingFile:
                 self._fh = target.open("ab", buffering=0)
             else:
                 target.unlink(missing_ok=True)
+        elif size == 0 and not target.exists():
+            self.discard()  # nothing of this output was committed: start it afresh
+            self._hash, self.bytes, self.records = hashlib.sha256(), 0, 0
         else:
             self.discard()
             with target.open("r+b") as fh:
@@ -119,6 +122,8 @@ class PendingFile:
 
     def sync(self) -> tuple[int, int]:
         """Make what was written durable (an item journal's commit); returns (bytes, records)."""
+        if self._fh is None and not self._buffer:
+            return 0, 0  # nothing written yet: no file to make (an empty output is published as such)
         self._spill()
         assert self._fh is not None
         os.fsync(self._fh.fileno())

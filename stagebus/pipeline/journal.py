@@ -68,14 +68,19 @@ class ItemJournal:
         """Move the task's outputs into the work directory, resumed at the last finished item.
         If an output's file no longer holds what the journal says, the items start over."""
         committed = self._last.sizes if self._last is not None else {}
-        if committed and not all(self.output_path(name).exists()
-                                 and self.output_path(name).stat().st_size >= committed.get(name, (0, 0))[0]
-                                 for name in outputs):
+        if committed and not all(self._holds(name, committed.get(name, (0, 0))[0]) for name in outputs):
             self._restart()
             committed = {}
         for name, pending in outputs.items():
             size, records = committed.get(name, (0, 0))
             pending.resume_at(self.output_path(name), size, records, fresh=not committed)
+
+    def _holds(self, output: str, size: int) -> bool:
+        """Whether the output's file holds at least the ``size`` bytes committed (none: no file needed)."""
+        try:
+            return self.output_path(output).stat().st_size >= size
+        except FileNotFoundError:
+            return size == 0
 
     def _restart(self) -> None:
         self._fh.close()
