@@ -214,12 +214,26 @@ def test_missing_manifest_json_is_rematerialized(store: MemoryEventStore, tmp_pa
     assert path.exists() and '"stage":"load"' in path.read_text()
 
 
-def test_items_resume_skips_finished_items(store: MemoryEventStore, tmp_path: Path) -> None:
-    # Given double's chunk 1 of 3 fails once after chunk 0 committed
+def retried_double(store: MemoryEventStore, tmp_path: Path, body) -> tuple[Executor, str]:  # type: ignore[no-untyped-def]
+    """Run load, then double with ``body`` as its function: the first attempt must fail with
+    ConnectionError, the retry complete. Returns the executor and the partition ref."""
     (ref,) = toy.publish(store, tmp_path, "r1", {"a": [{"n": i} for i in range(6)]})
     ex = executor(store, tmp_path / "art", reuse=False)
     ex.execute(TaskRef("r1", "load", ref), "toy")
     original = toy.double.fn
+    toy.double.fn = body
+    try:
+        with pytest.raises(ConnectionError):
+            ex.execute(TaskRef("r1", "double", ref), "toy", final=False)
+        # When the task is retried
+        assert ex.execute(TaskRef("r1", "double", ref), "toy", attempt=2) is Outcome.COMPLETE
+    finally:
+        toy.double.fn = original
+    return ex, ref
+
+
+def test_items_resume_skips_finished_items(store: MemoryEventStore, tmp_path: Path) -> None:
+    # Given double's chunk 1 of 3 fails once after chunk 0 committed
     state = {"failed": False}
 
     def flaky(ctx) -> None:  # type: ignore[no-untyped-def]
@@ -232,14 +246,7 @@ def test_items_resume_skips_finished_items(store: MemoryEventStore, tmp_path: Pa
                 ctx.emit("numbers", {"n": r["n"] * 2})
             toy.CALLS[f"chunk-{number}"] = toy.CALLS.get(f"chunk-{number}", 0) + 1
 
-    toy.double.fn = flaky
-    try:
-        with pytest.raises(ConnectionError):
-            ex.execute(TaskRef("r1", "double", ref), "toy", final=False)
-        # When the task is retried
-        assert ex.execute(TaskRef("r1", "double", ref), "toy", attempt=2) is Outcome.COMPLETE
-    finally:
-        toy.double.fn = original
+    retried_double(store, tmp_path, flaky)
     # Then chunk 0 ran once, and the output is whole and in order
     assert toy.CALLS["chunk-0"] == 1 and toy.CALLS["chunk-1"] == 1
     m = next(e.manifest for e in events_of(store, ManifestWritten) if e.stage == "double")
@@ -249,10 +256,6 @@ def test_items_resume_skips_finished_items(store: MemoryEventStore, tmp_path: Pa
 
 def test_items_resume_cuts_what_a_failed_item_half_wrote(store: MemoryEventStore, tmp_path: Path) -> None:
     # Given double's chunk 1 writes one of its records to disk, then its attempt fails
-    (ref,) = toy.publish(store, tmp_path, "r1", {"a": [{"n": i} for i in range(6)]})
-    ex = executor(store, tmp_path / "art", reuse=False)
-    ex.execute(TaskRef("r1", "load", ref), "toy")
-    original = toy.double.fn
     state = {"failed": False}
 
     def half_writing(ctx) -> None:  # type: ignore[no-untyped-def]
@@ -265,14 +268,7 @@ def test_items_resume_cuts_what_a_failed_item_half_wrote(store: MemoryEventStore
                     state["failed"] = True
                     raise ConnectionError("crash mid-item")
 
-    toy.double.fn = half_writing
-    try:
-        with pytest.raises(ConnectionError):
-            ex.execute(TaskRef("r1", "double", ref), "toy", final=False)
-        # When the task is retried
-        assert ex.execute(TaskRef("r1", "double", ref), "toy", attempt=2) is Outcome.COMPLETE
-    finally:
-        toy.double.fn = original
+    ex, ref = retried_double(store, tmp_path, half_writing)
     # Then the output holds each record once, in order, its sha256 right, and the work dir is empty
     m = next(e.manifest for e in events_of(store, ManifestWritten) if e.stage == "double")
     numbers = next(a for a in m.artifacts if a.name == "numbers")
