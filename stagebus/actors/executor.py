@@ -30,6 +30,7 @@ from stagebus.events.types import TRACEBACK_BYTES
 from stagebus.pipeline.context import StageContext
 from stagebus.pipeline.contract import QualityPolicy
 from stagebus.pipeline.definition import Pipeline, PipelineRegistry, canonical_hash
+from stagebus.pipeline.journal import JOURNAL
 from stagebus.store import EventStore
 
 STATUS_TTL_S = 1.0
@@ -179,7 +180,7 @@ class Executor:
             metrics=StageMetrics(records_in=metrics.records_in, records_out=metrics.records_out,
                                  records_rejected=metrics.records_rejected, duration_s=round(duration, 6)),
         )
-        return self._append_manifest(task, pipeline, manifest)
+        return self._append_manifest(task, pipeline, manifest, journaled=ctx.journaled)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -228,7 +229,8 @@ class Executor:
         outcome = self._append_manifest(task, pipeline, manifest)
         return Outcome.REUSED if outcome is Outcome.COMPLETE else outcome
 
-    def _append_manifest(self, task: TaskRef, pipeline: Pipeline, manifest: Manifest) -> Outcome:
+    def _append_manifest(self, task: TaskRef, pipeline: Pipeline, manifest: Manifest, *,
+                         journaled: bool = False) -> Outcome:
         event = ManifestWritten(run_id=task.run_id, stage=task.stage, partition=task.partition, manifest=manifest)
         if not self.store.append_one(event).stored:
             # A concurrent duplicate won the key. Our objects are content-addressed: anything
@@ -242,9 +244,9 @@ class Executor:
             self.defer_view(manifest)
         else:
             self.artifacts.materialize(manifest)
-        if manifest.status == "complete":
+        if manifest.status == "complete" and journaled:
             work = self.artifacts.work_dir(task.run_id, task.stage, task.partition)
-            (work / "items.jsonl").unlink(missing_ok=True)
+            (work / JOURNAL).unlink(missing_ok=True)
         self.telemetry.emit(
             "end", task=str(task), status=manifest.status, duration_s=manifest.metrics.duration_s,
             records_in=manifest.metrics.records_in, records_out=manifest.metrics.records_out,

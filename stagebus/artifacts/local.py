@@ -63,7 +63,7 @@ class PendingFile:
 
     def __init__(self, store: ArtifactStore, name: str) -> None:
         self.name = name
-        self.path = store.tmp_dir / f"{HOST}-{os.getpid()}-{uuid.uuid4().hex}.part"
+        self._path: Path | None = None  # named on first use: most outputs of most tasks stay empty
         self._store = store
         self._hash = hashlib.sha256()
         self._fh: IO[bytes] | None = None
@@ -71,6 +71,17 @@ class PendingFile:
         self.kept = False  # an item journal's output: kept for the next attempt when this one fails
         self.bytes = 0
         self.records = 0
+
+    @property
+    def path(self) -> Path:
+        """The temp file (a stage writing a file output opens it itself)."""
+        if self._path is None:
+            self._path = self._store.tmp_dir / f"{HOST}-{os.getpid()}-{uuid.uuid4().hex}.part"
+        return self._path
+
+    @path.setter
+    def path(self, value: Path) -> None:
+        self._path = value
 
     def write(self, data: bytes) -> None:
         # Records are small: gathered here, hashed and written in large pieces. The temp file
@@ -143,6 +154,8 @@ class PendingFile:
     def publish(self) -> Artifact:
         if self._close_written():
             digest = self._hash.hexdigest()
+        elif self._path is None:
+            return self._publish_empty()  # never written, never even named
         else:
             try:  # written by the stage through ``path`` directly: hash what is on disk
                 with self.path.open("rb") as fh:
@@ -208,8 +221,8 @@ class PendingFile:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-        if not self.kept:
-            self.path.unlink(missing_ok=True)
+        if not self.kept and self._path is not None:
+            self._path.unlink(missing_ok=True)
 
 
 class ArtifactStore:

@@ -60,6 +60,7 @@ class StageContext:
         }
         self.records_in = 0
         self.records_rejected = 0
+        self.journaled = False  # whether the task keeps an item journal (removed once it completes)
 
     # --- inputs ---------------------------------------------------------------------------
 
@@ -181,6 +182,7 @@ class StageContext:
         the stage writes before its first item must be the same in every attempt.
         """
         journal = ItemJournal(self._artifacts.work_dir(self.run_id, self.stage, self.partition))
+        self.journaled = True
         try:
             journal.adopt(self._pending)
             self.records_rejected = self._pending[REJECTS].records
