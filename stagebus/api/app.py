@@ -24,7 +24,7 @@ from fastapi.openapi.utils import get_openapi
 
 from stagebus.actors.embedded import EmbeddedRunner
 from stagebus.actors.telemetry import Telemetry
-from stagebus.api import schemas
+from stagebus.api import keys, schemas
 from stagebus.api.batches import BatchPipelines
 from stagebus.api.body import BodyLimit
 from stagebus.api.errors import CODES, install_handlers
@@ -41,6 +41,18 @@ from stagebus.store import open_store
 
 API_PREFIX = "/api/v1"
 log = logging.getLogger("stagebus.api")
+
+
+class RedactKeys(logging.Filter):
+    """Masks API keys in log records (uvicorn's access log quotes the query string, where a
+    careless client may have put one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(keys.redact(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = keys.redact(record.msg)
+        return True
 
 
 def rate_storage_url(settings: Settings, api: ApiSettings) -> str:
@@ -79,6 +91,8 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for name in ("uvicorn.access", "uvicorn.error", "stagebus"):
+            logging.getLogger(name).addFilter(RedactKeys())
         projections.catch_up()
         if background is not None:
             background.start()

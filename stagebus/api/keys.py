@@ -67,3 +67,11 @@ def check_owner(owner: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", owner):
         raise InvalidInput(f"owner {owner!r} must be 1-64 letters, digits, '.', '_' or '-'")
     return owner
+
+
+_ANYWHERE = re.compile(rf"{PREFIX}[0-9A-Za-z]+")
+
+
+def redact(text: str) -> str:
+    """``text`` with anything shaped like a key masked: for log lines that quote a request."""
+    return _ANYWHERE.sub(PREFIX + "***", text)

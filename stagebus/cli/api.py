@@ -16,11 +16,14 @@ def api(ctx: typer.Context,
         port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8080,
         workers: Annotated[int, typer.Option("--workers", min=1, max=64,
                                              help="Server processes sharing the port.")] = 1) -> None:
-    """Serve /api/v1 (docs at /api/v1/docs). In embedded mode (STAGEBUS_BROKER unset or memory)
-    this process also runs the stages, so submitted batches complete with nothing else running;
-    with a Redis/AMQP broker it only appends to the log and the fleet processes the batches.
-    Limits: STAGEBUS_API_MAX_BODY_BYTES, STAGEBUS_API_MAX_BATCH_RECORDS; rate-limit storage:
-    STAGEBUS_API_RATE_STORAGE; custom processors: STAGEBUS_PROCESSORS."""
+    """Serve the HTTP API under /api/v1, with its docs at /api/v1/docs.
+
+    In embedded mode (STAGEBUS_BROKER unset or memory) this process also runs the stages, so
+    submitted batches complete with nothing else running; with a Redis or AMQP broker it only
+    appends to the log and the fleet processes the batches.
+
+    Limits come from STAGEBUS_API_MAX_BODY_BYTES and STAGEBUS_API_MAX_BATCH_RECORDS, rate-limit
+    storage from STAGEBUS_API_RATE_STORAGE, custom processors from STAGEBUS_PROCESSORS."""
     from stagebus.api.server import serve
     from stagebus.api.settings import ApiSettings
 
