@@ -9,6 +9,7 @@ the app's lifespan shutdown (which lets a stage round in progress finish).
 from __future__ import annotations
 
 import os
+import signal
 
 import uvicorn
 from fastapi import FastAPI
@@ -31,8 +32,15 @@ def app_from_environment() -> FastAPI:
     return create_app(Settings(), ApiSettings())
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def serve(settings: Settings, api: ApiSettings, *, host: str, port: int, workers: int, log_level: str) -> None:
     level = log_level.lower()
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler it found: this
+    # one ends the process with status 0 through the normal exit path (atexit handlers run).
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     if workers <= 1:
         uvicorn.run(create_app(settings, api), host=host, port=port, log_level=level, timeout_graceful_shutdown=30)
         return
