@@ -97,7 +97,7 @@ class ApiServer:
 
     def client(self, key: str | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"X-API-Key": key} if key else {}
-        return httpx.Client(base_url=f"{self.url}{API}", headers=headers, timeout=30, **kwargs)
+        return httpx.Client(base_url=f"{self.url}{API}", headers=headers, **{"timeout": 30, **kwargs})
 
     def stagebus(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run([*STAGEBUS, *args], env=self.env, capture_output=True, text=True, timeout=120)
