@@ -149,3 +149,17 @@ def test_redis_rate_limits_are_one_budget_across_api_processes(tmp_path: Path) -
         first.stop()
         second.stop()
         redis.stop()
+
+
+def test_several_workers_share_the_port_and_one_runner_processes_batches(tmp_path: Path) -> None:
+    server = ApiServer.start(tmp_path / "home", workers=2)
+    try:
+        key = server.create_key("ACME")["key"]
+        with server.client(key) as client:
+            pipeline = create_pipeline(client)
+            batches = [client.post(f"/pipelines/{pipeline}/batches", json=[{"name": str(i)}]).json()["id"]
+                       for i in range(6)]
+            for batch in batches:
+                assert wait_for_batch(client, pipeline, batch)["status"] == "completed"
+    finally:
+        assert server.stop() == 0
