@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import start_redis
+
 from support.api import ApiServer, create_pipeline, wait_for_batch
 
 CUSTOM = '''

@@ -81,7 +81,7 @@ def test_a_killed_api_leaves_no_half_batch(tmp_path: Path) -> None:
     server.launch()
     try:
         with server.client(key) as client:
-            for idem, batch in answered.items():
+            for batch in answered.values():
                 assert wait_for_batch(client, pipeline, batch)["status"] == "completed"
             for idem in unanswered:
                 records = [{"name": f"{idem}-{i}"} for i in range(200)]
