@@ -23,6 +23,7 @@ BENCHMARKS = {
     "serve": "bench.serve",
     "why": "bench.why",
     "asof": "bench.asof",
+    "api": "bench.api",
 }
 
 

@@ -7,8 +7,9 @@ Stable names for other routers mounted in the app (the web inspector's ``/ui``):
 - :func:`require_owner` — FastAPI dependency returning just the caller's owner (a ``str``).
 - :func:`rate_limited` — :func:`authenticate` plus one hit of the key's rate limit.
 
-The projections are caught up on every check, so a key revoked by any process is refused by
-every API process from its next request on (well within the 1 s the service promises). The
+The projections are caught up before a check whenever the last catch-up is older than
+:data:`AUTH_STALENESS_S` (0.25 s), so a key revoked by any process is refused by every API
+process within that (well within the 1 s the service promises). The
 presented key is hashed (SHA-256) and compared in constant time; it is never logged or echoed.
 """
 
@@ -27,6 +28,9 @@ API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="An API key from `stagebus keys create` (sbk_…).")
 
 
+AUTH_STALENESS_S = 0.25  # keys are read at most this stale: a revocation applies within it
+
+
 class Caller(NamedTuple):
     owner: str
     key_id: str
@@ -38,7 +42,7 @@ def authenticate(request: Request, api_key: Annotated[str | None, Security(API_K
         raise ApiError("UNAUTHORIZED", "send an API key in the X-API-Key header")
     if not keys.well_formed(api_key):
         raise ApiError("UNAUTHORIZED", "the API key is not valid")
-    conn = request.app.state.service.fresh()
+    conn = request.app.state.service.fresh(max_age_s=AUTH_STALENESS_S)
     state = read_key_by_hash(conn, keys.hash_key(api_key))
     if state is None or not keys.matches(api_key, state.key_hash) or not state.active:
         raise ApiError("UNAUTHORIZED", "the API key is not valid")

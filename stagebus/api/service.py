@@ -12,6 +12,7 @@ import hashlib
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,14 @@ class PipelineView(msgspec.Struct, frozen=True, kw_only=True):
     status: str
 
 
+class BatchReceipt(msgspec.Struct, frozen=True, kw_only=True):
+    """What a submit answers: the batch, as accepted (a new one is always pending)."""
+
+    batch_id: str
+    status: str
+    record_count: int
+
+
 class Service:
     def __init__(self, store: EventStore, projections: Projections, processors: ProcessorRegistry,
                  pipelines: batches.BatchPipelines, *, batch_dir: Path, artifacts_root: Path,
@@ -61,11 +70,16 @@ class Service:
         self.artifacts_root = artifacts_root
         self.on_submitted = on_submitted
         self._writes = threading.Lock()  # a submit and a delete of one process never interleave
+        self._caught_up_at = 0.0
 
-    def fresh(self) -> Any:
+    def fresh(self, *, max_age_s: float = 0.0) -> Any:
         """Catch the projections up (reads see every write acknowledged so far, by any process)
-        and return the connection to read them through."""
-        self.projections.catch_up()
+        and return the connection to read them through. ``max_age_s``: skip the catch-up when
+        the last one is at most that old (auth: a revocation still takes effect within it)."""
+        now = time.monotonic()
+        if max_age_s <= 0 or now - self._caught_up_at > max_age_s:
+            self.projections.catch_up()
+            self._caught_up_at = now
         return self.projections.connection()
 
     # --- pipelines ------------------------------------------------------------------------
@@ -81,8 +95,8 @@ class Service:
         ])
         return self.pipeline(owner, pipeline_id)
 
-    def pipeline(self, owner: str, pipeline_id: str) -> PipelineView:
-        conn = self.fresh()
+    def pipeline(self, owner: str, pipeline_id: str, *, catch_up: bool = True) -> PipelineView:
+        conn = self.fresh() if catch_up else self.projections.connection()
         row = res.read_pipeline(conn, pipeline_id)
         status = read_lifecycle(conn, batches.pipeline_name(pipeline_id)).status if row is not None else "deleted"
         if row is None or row.owner != owner or status == "deleted":
@@ -151,11 +165,11 @@ class Service:
     # --- batches --------------------------------------------------------------------------
 
     def submit_batch(self, owner: str, pipeline_id: str, records: list[Any],
-                     idempotency_key: str | None) -> tuple[res.ApiBatchRow, bool]:
+                     idempotency_key: str | None) -> tuple[BatchReceipt, bool]:
         """Accept ``records`` as one batch: ``(batch, True)``, or the first batch submitted with
         the same ``idempotency_key`` and ``False``. All of it is one atomic append: a crash
         leaves the batch fully accepted or absent (a file without events is never read)."""
-        view = self.pipeline(owner, pipeline_id)
+        view = self.pipeline(owner, pipeline_id, catch_up=False)  # the route looked it up just now
         data = batches.encode_records(records)
         content_hash = hashlib.sha256(data).hexdigest()
         key_event = ApiBatchSubmitted(batch_id="", pipeline_id=pipeline_id, owner=owner, run_id="", version=0,
@@ -182,7 +196,7 @@ class Service:
             RunSealed(run_id=run_id, partitions=(partition_ref(dataset, batch_id),)),
         ]
         with self._writes:
-            self.pipeline(owner, pipeline_id)  # not deleted meanwhile
+            self.pipeline(owner, pipeline_id, catch_up=False)  # not deleted by this process meanwhile
             first = self.store.append(events)[0]
         if not first.stored:  # a concurrent retry with the same Idempotency-Key won
             path.unlink(missing_ok=True)
@@ -190,13 +204,14 @@ class Service:
             assert earlier is not None
             return self._replayed(earlier.event(), content_hash), False
         self.on_submitted()
-        return self._batch_row(owner, pipeline_id, batch_id), True
+        return BatchReceipt(batch_id=batch_id, status="pending", record_count=len(records)), True
 
-    def _replayed(self, event: Any, content_hash: str) -> res.ApiBatchRow:
+    def _replayed(self, event: Any, content_hash: str) -> BatchReceipt:
         assert isinstance(event, ApiBatchSubmitted)
         if event.content_hash != content_hash:
             raise ApiError("IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used for a batch with other records")
-        return self._batch_row(event.owner, event.pipeline_id, event.batch_id)
+        row = self._batch_row(event.owner, event.pipeline_id, event.batch_id)
+        return BatchReceipt(batch_id=row.batch_id, status=row.status, record_count=row.record_count)
 
     def _write_batch_file(self, batch_id: str, data: bytes) -> Path:
         self.batch_dir.mkdir(parents=True, exist_ok=True)

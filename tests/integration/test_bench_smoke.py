@@ -159,3 +159,16 @@ def test_asof_bench_reads_the_ledger_as_of_positions_at_a_tiny_size(tmp_path: Pa
     assert figures["ledger_rows"] == 500 // history.EVENTS_PER_PARTITION
     assert figures["rows_as_of_middle"] <= figures["ledger_rows"]
     assert figures["ratio_head_vs_raw"] > 0
+
+
+def test_api_bench_measures_latency_and_both_throughputs_at_a_tiny_size(tmp_path: Path) -> None:
+    from bench import api
+
+    parser = argparse.ArgumentParser()
+    api.add_arguments(parser)
+    args = parser.parse_args(["--batches", "2", "--records", "50", "--seconds", "0.5", "--repeats", "1",
+                              "--json", str(tmp_path / "api.json")])
+    figures = api.run(args)
+    assert figures["submit_to_completed_p99_ms"] >= figures["submit_to_completed_p50_ms"] > 0
+    assert figures["submits_per_s"] > 0 and figures["bare_submits_per_s"] > 0 and figures["ratio_ours_to_bare"] > 0
+    assert json.loads((tmp_path / "api.json").read_text()) == figures
