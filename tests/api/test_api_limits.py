@@ -15,7 +15,7 @@ from support.api import ApiServer, create_pipeline, wait_for_batch
 CUSTOM = '''
 from pydantic import BaseModel
 
-from stagebus.api.processors import RecordRejected, processor
+from stagebus import RecordRejected, processor
 
 
 class Prefix(BaseModel):
