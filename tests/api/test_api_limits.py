@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,3 +164,23 @@ def test_several_workers_share_the_port_and_one_runner_processes_batches(tmp_pat
                 assert wait_for_batch(client, pipeline, batch)["status"] == "completed"
     finally:
         assert server.stop() == 0
+
+
+def test_a_revocation_reaches_every_api_process_within_a_second(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    servers = [ApiServer.start(home), ApiServer.start(home)]
+    try:
+        made = servers[0].create_key("ACME")
+        clients = [s.client(made["key"]) for s in servers]
+        assert [c.get("/pipelines").status_code for c in clients] == [200, 200]
+        servers[0].stagebus("keys", "revoke", made["id"])
+        revoked_at = time.monotonic()
+        refused: set[int] = set()
+        while len(refused) < 2:
+            refused |= {i for i, c in enumerate(clients) if c.get("/pipelines").status_code == 401}
+            assert time.monotonic() - revoked_at < 1.0, refused
+        for client in clients:
+            client.close()
+    finally:
+        for server in servers:
+            server.stop()
