@@ -184,3 +184,24 @@ def test_a_revocation_reaches_every_api_process_within_a_second(tmp_path: Path) 
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.mark.redis
+def test_with_a_fleet_broker_the_api_only_publishes(tmp_path: Path) -> None:
+    redis = start_redis(tmp_path / "redis")
+    server = ApiServer.start(tmp_path / "home", {"STAGEBUS_BROKER": redis.url})  # rate limits in it too
+    try:
+        key = server.create_key("ACME")["key"]
+        with server.client(key) as client:
+            pipeline = create_pipeline(client)
+            batch = client.post(f"/pipelines/{pipeline}/batches", json=[{"name": "a"}]).json()["id"]
+            time.sleep(1.5)
+            # Then the batch is in the log, whole, but nothing here processes it: that is the fleet's job
+            status = client.get(f"/pipelines/{pipeline}/batches/{batch}").json()
+            assert status["status"] == "pending"
+        runs = server.stagebus("runs", "--format", "json").stdout
+        assert f"api-{batch}" in runs
+        assert "publish-only mode" in server.log()
+    finally:
+        server.stop()
+        redis.stop()
