@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import start_redis
 
 from support.api import ApiServer, create_pipeline, wait_for_batch
 
@@ -133,8 +133,9 @@ def test_an_unloadable_processors_module_is_a_clear_startup_error(tmp_path: Path
 
 
 @pytest.mark.redis
-def test_redis_rate_limits_are_one_budget_across_api_processes(tmp_path: Path) -> None:
-    redis = start_redis(tmp_path / "redis")
+def test_redis_rate_limits_are_one_budget_across_api_processes(tmp_path: Path,
+                                                               redis_instances: Callable[..., Any]) -> None:
+    redis = redis_instances()
     storage = "redis+" + redis.url  # redis+unix:///…/redis.sock
     home = tmp_path / "home"
     first = ApiServer.start(home, {"STAGEBUS_API_RATE_STORAGE": storage})
@@ -187,8 +188,8 @@ def test_a_revocation_reaches_every_api_process_within_a_second(tmp_path: Path) 
 
 
 @pytest.mark.redis
-def test_with_a_fleet_broker_the_api_only_publishes(tmp_path: Path) -> None:
-    redis = start_redis(tmp_path / "redis")
+def test_with_a_fleet_broker_the_api_only_publishes(tmp_path: Path, redis_instances: Callable[..., Any]) -> None:
+    redis = redis_instances()
     server = ApiServer.start(tmp_path / "home", {"STAGEBUS_BROKER": redis.url})  # rate limits in it too
     try:
         key = server.create_key("ACME")["key"]
