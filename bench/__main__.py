@@ -27,6 +27,7 @@ BENCHMARKS = {
     "records": "bench.records",
     "idle": "bench.idle",
     "ui": "bench.ui",
+    "api": "bench.api",
 }
 
 

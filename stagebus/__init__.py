@@ -6,6 +6,7 @@ subpackages are the implementation, layered one way — ``events`` ← ``store``
 change without notice.
 """
 
+from stagebus.api.processors import RecordRejected, processor
 from stagebus.consumer import Changes, Snapshot, changes, read
 from stagebus.errors import (
     ContractError,
@@ -32,6 +33,7 @@ __all__ = [
     "PipelineError",
     "Producer",
     "PublishResult",
+    "RecordRejected",
     "RetryPolicy",
     "Snapshot",
     "StageContext",
@@ -42,6 +44,7 @@ __all__ = [
     "build_reference_pipeline",
     "changes",
     "open_producer",
+    "processor",
     "read",
     "stage",
 ]

@@ -25,7 +25,8 @@ from stagebus.errors import InvalidInput, StagebusError
 
 # Modules of this package that add commands; one that is not there (yet) is skipped.
 COMMAND_MODULES = ("publish", "run", "runs", "why", "demo", "state", "manifest", "rejects", "export", "query", "log",
-                   "replay", "pipeline", "gc", "artifacts", "fleet", "ui")
+                   "replay", "pipeline", "gc", "artifacts", "fleet", "ui",
+                   "api", "keys")
 
 HELP_OPTION_NAMES = ["-h", "--help"]
 

@@ -245,6 +245,65 @@ class StageFailed(Event, frozen=True, kw_only=True, tag="stage_failed"):
         return failure_key(self.run_id, self.stage, self.partition) if self.final else None
 
 
+# --- the HTTP service (stagebus api): keys, API pipelines and batches ----------------------
+# Key events carry the SHA-256 of a key, never the key itself.
+
+
+class ApiKeyCreated(Event, frozen=True, kw_only=True, tag="api_key_created"):
+    key_id: str
+    owner: str
+    key_hash: str  # sha256 hex of the whole secret
+    rate: str  # a `limits` rate string, "100/minute"
+    prefix: str = ""  # the first characters of the secret, to recognise it in `keys list`
+
+    @property
+    def key(self) -> str:
+        return f"api-key/{self.key_id}"
+
+
+class ApiKeyRevoked(Event, frozen=True, kw_only=True, tag="api_key_revoked"):
+    key_id: str
+
+    @property
+    def key(self) -> str:
+        return f"api-key-revoked/{self.key_id}"
+
+
+class ApiPipelineVersioned(Event, frozen=True, kw_only=True, tag="api_pipeline_versioned"):
+    """An API pipeline was created (version 1) or its config replaced (a new version). Keyed by
+    version, so of two concurrent updates from the same version one wins and the other learns it."""
+
+    pipeline_id: str
+    owner: str
+    name: str
+    version: int
+    config: dict[str, object]
+
+    @property
+    def key(self) -> str:
+        return f"api-pipeline/{self.pipeline_id}/{self.version}"
+
+
+class ApiBatchSubmitted(Event, frozen=True, kw_only=True, tag="api_batch_submitted"):
+    """A batch of records accepted over HTTP: appended in one atomic write with its run's
+    ``RunOpened``, ``PartitionIngested`` and ``RunSealed``. Keyed by the client's
+    ``Idempotency-Key`` when it sent one, so a retried submit finds the first batch."""
+
+    batch_id: str
+    pipeline_id: str
+    owner: str
+    run_id: str
+    version: int
+    record_count: int
+    content_hash: str = ""  # sha256 of the batch file: a reused Idempotency-Key must name the same records
+    idempotency_key: str = ""
+
+    @property
+    def key(self) -> str:
+        tail = f"idem/{self.idempotency_key}" if self.idempotency_key else self.batch_id
+        return f"api-batch/{self.owner}/{self.pipeline_id}/{tail}"
+
+
 AnyEvent = (
     PipelineDefined
     | PipelineStarted
@@ -257,6 +316,10 @@ AnyEvent = (
     | StageStarted
     | ManifestWritten
     | StageFailed
+    | ApiKeyCreated
+    | ApiKeyRevoked
+    | ApiPipelineVersioned
+    | ApiBatchSubmitted
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -273,5 +336,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         StageStarted,
         ManifestWritten,
         StageFailed,
+        ApiKeyCreated,
+        ApiKeyRevoked,
+        ApiPipelineVersioned,
+        ApiBatchSubmitted,
     )
 }

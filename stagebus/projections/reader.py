@@ -178,6 +178,11 @@ class Projections:
     def pipeline_status(self, name: str) -> str:
         return self.pipeline(name).status
 
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection to the projections read, for the read functions of a projection
+        module (the HTTP service's ``api_keys`` and ``api_resources``). Never written through."""
+        return self._conn()
+
     # --- connections ---------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:

@@ -18,6 +18,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 
 from stagebus.errors import InvalidInput, StoreError
+from stagebus.projections.api_keys import ApiKeys
+from stagebus.projections.api_resources import ApiResources
 from stagebus.projections.base import JSON, Projection
 from stagebus.projections.ledger import PartitionLedger
 from stagebus.projections.manifests import ManifestIndex
@@ -50,7 +52,8 @@ CREATE TABLE IF NOT EXISTS {CHECKPOINTS_TABLE} (
 
 def builtin_projections() -> list[Projection]:
     """Fresh instances (they cache immutable facts per connection)."""
-    return [PartitionLedger(), ManifestIndex(), RunsProjection(), PipelineLifecycle()]
+    return [PartitionLedger(), ManifestIndex(), RunsProjection(), PipelineLifecycle(),
+            ApiKeys(), ApiResources()]
 
 
 def fingerprint(projections: Sequence[Projection]) -> str:

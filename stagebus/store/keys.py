@@ -36,3 +36,8 @@ class RedisKeys:
         self.relay_lease = f"{prefix}:relay:lease"
         self.relay_fence = f"{prefix}:relay:fence"
         self.worker_heartbeats = f"{prefix}:workers"  # hash: "host:pid" -> heartbeat (see actors.heartbeat)
+
+# SQLite: projections of the HTTP service (stagebus api)
+API_KEYS_TABLE = "api_keys"
+API_PIPELINES_TABLE = "api_pipelines"
+API_BATCHES_TABLE = "api_batches"

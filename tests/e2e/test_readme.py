@@ -141,3 +141,18 @@ def test_fleet_commands_and_flags_exist(installed: Path, clone: Path) -> None:
         # When asked for help with exactly those flags, Then every flag is known
         help_text = run(f"stagebus {verbs[0]} --help", clone, [installed]).stdout
         assert all(flag in help_text for flag in flags), (line, help_text)
+
+
+def test_service_commands_run_as_written(clone: Path, installed: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # the README's port may be taken on a shared machine
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    block = sh_blocks("Run it as a service")[0].replace("8080", str(port))
+    # When the block runs verbatim (on a free port)
+    done = run(block, clone, [installed])
+    # Then the batch completed with one record error, and the CLI lists its run
+    assert '"status":"completed"' in done.stdout and '"failed_count":1' in done.stdout
+    assert '"record_index":1' in done.stdout and '"processor":"cast"' in done.stdout
+    assert '"records_processed":1' in done.stdout and "api-bat_" in done.stdout

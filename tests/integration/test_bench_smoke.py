@@ -214,3 +214,16 @@ def test_relay_bench_drives_runs_at_tiny_sizes(tmp_path: Path) -> None:
     assert [r["tasks"] for r in figures["sizes"]] == [63, 183]
     assert all(r["relay_us_per_task"] > 0 and r["raw_read_decode_us_per_task"] > 0 for r in figures["sizes"])
     assert json.loads((tmp_path / "relay.json").read_text()) == figures
+
+
+def test_api_bench_measures_latency_and_both_throughputs_at_a_tiny_size(tmp_path: Path) -> None:
+    from bench import api
+
+    parser = argparse.ArgumentParser()
+    api.add_arguments(parser)
+    args = parser.parse_args(["--batches", "2", "--records", "50", "--seconds", "0.5", "--repeats", "1",
+                              "--json", str(tmp_path / "api.json")])
+    figures = api.run(args)
+    assert figures["submit_to_completed_p99_ms"] >= figures["submit_to_completed_p50_ms"] > 0
+    assert figures["submits_per_s"] > 0 and figures["bare_submits_per_s"] > 0 and figures["ratio_ours_to_bare"] > 0
+    assert json.loads((tmp_path / "api.json").read_text()) == figures

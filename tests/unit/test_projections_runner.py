@@ -64,7 +64,7 @@ def test_a_failed_batch_applies_nothing_and_keeps_the_checkpoint(log: LogWriter,
     with pytest.raises(RuntimeError):
         db.catch_up(log.store)
     # Then no event of the batch is visible and every checkpoint is still 0
-    assert db.checkpoints() == dict.fromkeys(["ledger", "manifests", "runs", "pipelines", "exploding"], 0)
+    assert db.checkpoints() == dict.fromkeys([*(p.name for p in builtin_projections()), "exploding"], 0)
     assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
 
 

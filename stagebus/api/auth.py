@@ -1,0 +1,58 @@
+"""Who is calling: the ``X-API-Key`` header checked against the keys projection.
+
+Stable names for other routers mounted in the app (the web inspector's ``/ui``):
+
+- :func:`authenticate` — FastAPI dependency returning the :class:`Caller` (owner, key id, rate),
+  or raising the 401 ``UNAUTHORIZED`` error body.
+- :func:`require_owner` — FastAPI dependency returning just the caller's owner (a ``str``).
+- :func:`rate_limited` — :func:`authenticate` plus one hit of the key's rate limit.
+
+The projections are caught up before a check whenever the last catch-up is older than
+:data:`AUTH_STALENESS_S` (0.25 s), so a key revoked by any process is refused by every API
+process within that (well within the 1 s the service promises). The
+presented key is hashed (SHA-256) and compared in constant time; it is never logged or echoed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, NamedTuple
+
+from fastapi import Depends, Request, Response, Security
+from fastapi.security import APIKeyHeader
+
+from stagebus.api import keys
+from stagebus.api.errors import ApiError
+from stagebus.projections.api_keys import read_key_by_hash
+
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False,
+                              description="An API key from `stagebus keys create` (sbk_…).")
+
+
+AUTH_STALENESS_S = 0.25  # keys are read at most this stale: a revocation applies within it
+
+
+class Caller(NamedTuple):
+    owner: str
+    key_id: str
+    rate: str
+
+
+def authenticate(request: Request, api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None) -> Caller:
+    if not api_key:
+        raise ApiError("UNAUTHORIZED", "send an API key in the X-API-Key header")
+    if not keys.well_formed(api_key):
+        raise ApiError("UNAUTHORIZED", "the API key is not valid")
+    conn = request.app.state.service.fresh(max_age_s=AUTH_STALENESS_S)
+    state = read_key_by_hash(conn, keys.hash_key(api_key))
+    if state is None or not keys.matches(api_key, state.key_hash) or not state.active:
+        raise ApiError("UNAUTHORIZED", "the API key is not valid")
+    return Caller(state.owner, state.key_id, state.rate)
+
+
+def require_owner(caller: Annotated[Caller, Depends(authenticate)]) -> str:
+    return caller.owner
+
+
+def rate_limited(request: Request, response: Response, caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
+    response.headers.update(request.app.state.rate_limits.hit(caller.key_id, caller.rate))
+    return caller

@@ -1,0 +1,162 @@
+"""Request and response bodies of ``/api/v1``, as pydantic models (the OpenAPI spec is built from them)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_STRICT = ConfigDict(extra="forbid")
+SLUG = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+PIPELINE_NAME = r"^[^\x00-\x1f\x7f]{1,100}$"
+
+
+# --- pipeline config ----------------------------------------------------------------------
+
+
+class BatchSource(BaseModel):
+    """Records arrive as batches submitted to ``POST /pipelines/{id}/batches``."""
+
+    model_config = _STRICT
+    type: Literal["batch"] = "batch"
+
+
+class ProcessorSpec(BaseModel):
+    """One record processor: a reference normalize operation (rename, cast, whitespace, nfc,
+    lowercase, drop, require, max_length, default) or a registered custom processor."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1, max_length=63)
+    config: dict[str, Any] = {}
+
+
+class RecordsDestination(BaseModel):
+    """Processed records are kept as the batch run's artifacts (``stagebus manifest show``)."""
+
+    model_config = _STRICT
+    type: Literal["records"] = "records"
+
+
+class ExportDestination(BaseModel):
+    """Processed records are also written to ``<home>/exports/<owner>/<folder>/<batch>.jsonl``."""
+
+    model_config = _STRICT
+    type: Literal["export"]
+    folder: str = Field(pattern=SLUG)
+
+
+Destination = Annotated[RecordsDestination | ExportDestination, Field(discriminator="type")]
+
+
+class PipelineConfig(BaseModel):
+    model_config = _STRICT
+    source: BatchSource = BatchSource()
+    processors: list[ProcessorSpec] = Field(default=[], max_length=100)
+    destination: Destination = RecordsDestination()
+
+
+class PipelineCreate(BaseModel):
+    model_config = _STRICT
+    name: str = Field(pattern=PIPELINE_NAME)
+    config: PipelineConfig
+
+
+class PipelineUpdate(BaseModel):
+    model_config = _STRICT
+    name: str | None = Field(default=None, pattern=PIPELINE_NAME)
+    config: PipelineConfig
+
+
+# --- answers ------------------------------------------------------------------------------
+
+
+class PipelineCreated(BaseModel):
+    id: str
+    status: str
+    version: int
+
+
+class PipelineMetrics(BaseModel):
+    batches: int
+    records_processed: int
+    records_failed: int
+    error_rate: float  # failed / (processed + failed); 0 when nothing ran
+    latency_p50_ms: float | None  # batch submitted -> completed, over completed batches
+    latency_p95_ms: float | None
+    last_run_at: str | None
+
+
+class Pipeline(BaseModel):
+    id: str
+    name: str
+    status: Literal["active", "stopped"]
+    version: int
+    config: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+class PipelineDetail(Pipeline):
+    metrics: PipelineMetrics
+
+
+class PipelinePage(BaseModel):
+    items: list[Pipeline]
+    next_cursor: str | None
+
+
+class BatchAccepted(BaseModel):
+    id: str
+    status: Literal["pending", "processing", "completed", "failed"]
+    record_count: int
+
+
+class Batch(BaseModel):
+    id: str
+    pipeline_id: str
+    run_id: str  # the stagebus run: `stagebus runs show RUN_ID`, `stagebus why RUN_ID`
+    pipeline_version: int
+    status: Literal["pending", "processing", "completed", "failed"]
+    record_count: int
+    processed_count: int
+    failed_count: int
+    submitted_at: str
+    started_at: str | None
+    completed_at: str | None
+    error: str | None
+
+
+class BatchPage(BaseModel):
+    items: list[Batch]
+    next_cursor: str | None
+
+
+class RecordError(BaseModel):
+    record_index: int  # 0-based position of the record in the submitted batch
+    stage: str  # the stagebus stage that rejected it
+    processor: str | None  # the processor that rejected it (None: not a JSON object)
+    error_message: str
+
+
+class RecordErrorPage(BaseModel):
+    items: list[RecordError]
+    next_cursor: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str]
+    msg: str
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorInfo
