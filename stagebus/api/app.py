@@ -25,9 +25,11 @@ from fastapi.openapi.utils import get_openapi
 from stagebus.actors.embedded import EmbeddedRunner
 from stagebus.actors.telemetry import Telemetry
 from stagebus.api import keys, schemas
+from stagebus.api.auth import pipelines_of, require_owner
 from stagebus.api.batches import BatchPipelines
 from stagebus.api.body import BodyLimit
 from stagebus.api.errors import CODES, install_handlers
+from stagebus.api.inspector import create_inspector
 from stagebus.api.processors import load_processors
 from stagebus.api.ratelimit import RateLimits
 from stagebus.api.routes import router
@@ -119,6 +121,10 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     app.state.runner = background
     install_handlers(app)
     app.include_router(router)
+    # The web inspector under /ui, behind the same keys and tenant scope (not part of /api/v1's spec).
+    app.include_router(create_inspector(settings, owner_dependency=require_owner,
+                                        owner_pipelines=lambda owner: pipelines_of(service.fresh(), owner)),
+                       include_in_schema=False)
     app.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -6,6 +6,8 @@ Stable names for other routers mounted in the app (the web inspector's ``/ui``):
   or raising the 401 ``UNAUTHORIZED`` error body.
 - :func:`require_owner` — FastAPI dependency returning just the caller's owner (a ``str``).
 - :func:`rate_limited` — :func:`authenticate` plus one hit of the key's rate limit.
+- :func:`check_key` and :func:`pipelines_of` — the same check and tenant scope over any
+  projections connection (``stagebus ui`` on its own, behind the keys).
 
 The projections are caught up before a check whenever the last catch-up is older than
 :data:`AUTH_STALENESS_S` (0.25 s), so a key revoked by any process is refused by every API
@@ -15,14 +17,18 @@ presented key is hashed (SHA-256) and compared in constant time; it is never log
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from typing import Annotated, NamedTuple
 
 from fastapi import Depends, Request, Response, Security
 from fastapi.security import APIKeyHeader
 
 from stagebus.api import keys
+from stagebus.api.batches import pipeline_name
 from stagebus.api.errors import ApiError
 from stagebus.projections.api_keys import read_key_by_hash
+from stagebus.projections.api_resources import read_pipelines
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="An API key from `stagebus keys create` (sbk_…).")
@@ -38,15 +44,31 @@ class Caller(NamedTuple):
 
 
 def authenticate(request: Request, api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None) -> Caller:
+    return check_key(lambda: request.app.state.service.fresh(max_age_s=AUTH_STALENESS_S), api_key)
+
+
+def check_key(connection: Callable[[], sqlite3.Connection], api_key: str | None) -> Caller:
+    """The caller ``api_key`` belongs to, checked against the keys projection that
+    ``connection()`` reads (asked only for a well-formed key); raises the 401 error otherwise."""
     if not api_key:
         raise ApiError("UNAUTHORIZED", "send an API key in the X-API-Key header")
     if not keys.well_formed(api_key):
         raise ApiError("UNAUTHORIZED", "the API key is not valid")
-    conn = request.app.state.service.fresh(max_age_s=AUTH_STALENESS_S)
-    state = read_key_by_hash(conn, keys.hash_key(api_key))
+    state = read_key_by_hash(connection(), keys.hash_key(api_key))
     if state is None or not keys.matches(api_key, state.key_hash) or not state.active:
         raise ApiError("UNAUTHORIZED", "the API key is not valid")
     return Caller(state.owner, state.key_id, state.rate)
+
+
+def pipelines_of(conn: sqlite3.Connection, owner: str) -> set[str]:
+    """The stagebus pipelines (``api-<id>``) of ``owner``'s API pipelines: what the web inspector
+    lets that owner see."""
+    names: set[str] = set()
+    after = 0
+    while page := read_pipelines(conn, owner, after=after, limit=500):
+        names.update(pipeline_name(row.pipeline_id) for row in page)
+        after = page[-1].position
+    return names
 
 
 def require_owner(caller: Annotated[Caller, Depends(authenticate)]) -> str:

@@ -14,6 +14,7 @@ import typer
 
 from stagebus.cli._context import AppContext, get_context, make_settings
 from stagebus.errors import InvalidInput
+from stagebus.settings import Settings
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -27,10 +28,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def api_keys_configured() -> bool:
-    """Whether the HTTP service has API keys to put the inspector behind. The key store belongs
-    to the HTTP service (``stagebus api``); a home without one has no keys."""
-    return False
+def api_keys_configured(settings: Settings) -> bool:
+    """Whether the HTTP service has keys in this home (``stagebus keys create``): then the
+    inspector asks for one on every page. Read from the projections, read-only."""
+    from stagebus.projections.api_keys import read_keys
+    from stagebus.projections.reader import Projections
+    from stagebus.store import open_store
+
+    store = open_store(settings.store_url, readonly=True)
+    try:
+        with Projections(store, settings.projections_path, readonly=True) as projections:
+            projections.catch_up()
+            return any(key.active for key in read_keys(projections.connection()))
+    finally:
+        store.close()
 
 
 def ui(
@@ -43,27 +54,31 @@ def ui(
 ) -> None:
     """Serve the read-only web inspector (ledger, partitions and their "why", runs, rejects, log)
     at http://HOST:PORT/ui/. Changes no file of the home."""
-    keys = api_keys_configured()
-    if not keys and not is_loopback(host):
-        raise InvalidInput(f"--host {host} is not a loopback address: with no API keys configured the inspector "
-                           "is open to anyone who reaches it, so it listens on 127.0.0.1, ::1 or localhost only")
     app_context = get_context(ctx)
     if home is not None:
         app_context.close()
         app_context = AppContext(make_settings(str(home), app_context.settings.store or None, None))
     app_context.require_log()  # one clear line for a home with no log, before listening
+    settings = app_context.settings
+    app_context.close()
+    keys = api_keys_configured(settings)
+    if not keys and not is_loopback(host):
+        raise InvalidInput(f"--host {host} is not a loopback address: with no API keys configured the inspector "
+                           "is open to anyone who reaches it, so it listens on 127.0.0.1, ::1 or localhost only")
     import uvicorn
 
     from stagebus.api.inspector import create_app
 
-    settings = app_context.settings
-    app_context.close()
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"stagebus ui: read-only inspector of {settings.home} at http://{shown}:{port}/ui/", err=True)
-    if not keys:
+    if keys:
+        typer.echo("stagebus ui: API keys exist: every page asks for X-API-Key and shows that owner's pipelines",
+                   err=True)
+    else:
         typer.echo("stagebus ui: no API keys are configured: the inspector is open, so it listens on loopback only",
                    err=True)
-    uvicorn.run(create_app(settings), host=host.strip("[]"), port=port, log_level="warning", access_log=False)
+    uvicorn.run(create_app(settings, behind_keys=keys), host=host.strip("[]"), port=port, log_level="warning",
+                access_log=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -32,7 +32,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Collection
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Security
 from fastapi.responses import RedirectResponse
 
 from stagebus.api.inspector.queries import EVERYTHING, Inspector, Scope
@@ -57,8 +57,10 @@ def create_inspector(settings: Settings | Inspector, *, owner_dependency: Callab
     return create_router(inspector, scope=scope, prefix=prefix)
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The inspector alone (``stagebus ui``): ``/`` redirects to ``/ui/``."""
+def create_app(settings: Settings, *, behind_keys: bool = False) -> FastAPI:
+    """The inspector alone (``stagebus ui``): ``/`` redirects to ``/ui/``. ``behind_keys``: every
+    page asks for an ``X-API-Key`` of the HTTP service's keys, and shows only that key owner's
+    pipelines (as the service does)."""
     inspector = Inspector(settings)
 
     @contextlib.asynccontextmanager
@@ -67,7 +69,21 @@ def create_app(settings: Settings) -> FastAPI:
         inspector.close()
 
     app = FastAPI(title="stagebus inspector", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.include_router(create_inspector(inspector))
+    if behind_keys:
+        from stagebus.api.auth import API_KEY_HEADER, check_key, pipelines_of
+        from stagebus.api.errors import install_handlers
+
+        def owner(api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None) -> str:
+            caller = inspector.read(lambda i: {"caller": check_key(lambda: i.projections().connection(), api_key)})
+            return str(caller["caller"].owner)
+
+        def visible(owner: str) -> set[str]:
+            return inspector.read(lambda i: {"names": pipelines_of(i.projections().connection(), owner)})["names"]
+
+        install_handlers(app)
+        app.include_router(create_inspector(inspector, owner_dependency=owner, owner_pipelines=visible))
+    else:
+        app.include_router(create_inspector(inspector))
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
