@@ -24,7 +24,7 @@ from stagebus.actors.executor import Executor, Outcome
 from stagebus.actors.failures import infrastructure_backoff_s
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.readiness import attempts_spent, chained_downstream, has_open_tasks, ready_tasks
-from stagebus.actors.runtime import EMBEDDED_QUEUE, StageActors, make_broker
+from stagebus.actors.runtime import StageActors, make_broker
 from stagebus.actors.telemetry import Telemetry
 from stagebus.artifacts.local import ArtifactStore
 from stagebus.errors import InvalidInput
@@ -165,7 +165,9 @@ class EmbeddedRunner:
         self.executor = Executor(store, self.artifacts, pipelines, lookups=projections, telemetry=telemetry,
                                  on_complete=self._enqueue_downstream, on_progress=on_progress,
                                  defer_view=self._views.add)
-        self.actors = StageActors(self.broker, self.executor, pipelines, queue=EMBEDDED_QUEUE)
+        # A queue per stage, as in the fleet: a single FIFO queue would hold a partition's next stage
+        # behind every queued task of the stage before it (measured: hot transition p50 47 ms -> 1.1 s).
+        self.actors = StageActors(self.broker, self.executor, pipelines)
         self.actors.on_outcome = self._record
 
     # --- the loop -------------------------------------------------------------------------

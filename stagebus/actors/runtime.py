@@ -1,9 +1,5 @@
 """Dramatiq wiring: one actor per stage, its own queue named after the stage.
 
-Embedded mode routes every stage actor through one queue (:data:`EMBEDDED_QUEUE`): a queue per
-stage is what lets a fleet scale stages independently, and in one process it only costs a
-Dramatiq consumer thread per queue and per delay queue, all contending for the GIL.
-
 The broker is a transport, never the source of truth: everything an actor decides, it decides
 from the log (gate, duplicate check) and records in the log (started, manifest, failure).
 """
@@ -31,7 +27,6 @@ log = logging.getLogger("stagebus.actors")
 LOG_OUTAGE_PAUSE_S = 1.0
 INFRA_OPTION = "stagebus_infra"  # infrastructure faults in a row, carried by a re-sent message
 INFRA_MIN_BACKOFF_S = 2.0
-EMBEDDED_QUEUE = "stagebus"
 
 
 def make_broker(url: str) -> Broker:
@@ -63,24 +58,20 @@ def actor_name(stage: str) -> str:
     return f"stage_{stage}"
 
 
-def stage_message(task: TaskRef, pipeline: str, *, attempts_before: int = 0,  # type: ignore[type-arg]
-                  queue: str | None = None) -> Message:
-    """The message that runs ``task`` on its stage's queue (or ``queue``), for senders that declare
-    no actors (the fleet relay). ``attempts_before`` counts earlier attempts that died without a
-    word, so the next one is numbered after them and the retry policy still bounds them all."""
+def stage_message(task: TaskRef, pipeline: str, *, attempts_before: int = 0) -> Message:  # type: ignore[type-arg]
+    """The message that runs ``task`` on its stage's queue, for senders that declare no actors
+    (the fleet relay). ``attempts_before`` counts earlier attempts that died without a word, so
+    the next one is numbered after them and the retry policy still bounds them all."""
     options = {"retries": attempts_before} if attempts_before else {}
-    return Message(queue_name=queue or task.stage, actor_name=actor_name(task.stage),
+    return Message(queue_name=task.stage, actor_name=actor_name(task.stage),
                    args=(task.run_id, task.partition, pipeline), kwargs={}, options=options)
 
 
 class StageActors:
     """Declares the stage actors on a broker and sends stage tasks to them."""
 
-    def __init__(self, broker: Broker, executor: Executor, pipelines: PipelineRegistry, *,
-                 queue: str | None = None) -> None:
-        """``queue``: one queue for every stage actor (embedded); default: a queue per stage."""
+    def __init__(self, broker: Broker, executor: Executor, pipelines: PipelineRegistry) -> None:
         self.broker = broker
-        self.queue = queue
         self.executor = executor
         self.pipelines = pipelines
         self.actors: dict[str, dramatiq.Actor] = {}  # type: ignore[type-arg]
@@ -101,7 +92,7 @@ class StageActors:
             self.actors[name] = dramatiq.actor(
                 broker=self.broker,
                 actor_name=actor_name(name),
-                queue_name=self.queue or name,
+                queue_name=name,
                 max_retries=contract.retry.max_retries,
                 min_backoff=contract.retry.min_backoff_ms,
                 max_backoff=contract.retry.max_backoff_ms,
@@ -155,8 +146,8 @@ class StageActors:
     def send(self, task: TaskRef, pipeline: str, *, attempts_before: int = 0) -> None:
         if task.stage not in self.actors:
             raise InvalidInput(f"no actor for stage {task.stage!r}")
-        self.broker.enqueue(stage_message(task, pipeline, attempts_before=attempts_before, queue=self.queue))
+        self.broker.enqueue(stage_message(task, pipeline, attempts_before=attempts_before))
 
     @property
     def queues(self) -> list[str]:
-        return [self.queue] if self.queue else list(self.actors)
+        return list(self.actors)

@@ -169,3 +169,16 @@ def test_an_abandoned_run_is_skipped_by_readiness_even_when_asked_for_by_id(home
         runner.run()
     assert not [e for e in home.events(StageStarted) if e.run_id == "r1"]
     assert {e.run_id for e in home.events(StageStarted)} == {"r2"}
+
+
+def test_a_partition_s_next_stage_does_not_wait_behind_every_queued_task_of_the_stage_before(home: Home) -> None:
+    # Given a run of 30 partitions and one worker thread
+    toy.publish(home.store, home.root, "r1", parts(30))
+    with EmbeddedRunner(home.store, home.projections, home.root / "art", toy.registry(), workers=1) as runner:
+        assert runner.run().ok
+    # Then some partition's "double" started before the last "load" did: stages are pipelined
+    # (one FIFO queue for every stage ran all 30 loads first, measured hot transitions of seconds)
+    starts = [(r.position, r.event()) for r in home.store.read()]
+    loads = [p for p, e in starts if isinstance(e, StageStarted) and e.stage == "load"]
+    doubles = [p for p, e in starts if isinstance(e, StageStarted) and e.stage == "double"]
+    assert min(doubles) < max(loads)
