@@ -18,7 +18,7 @@ from stagebus.cli import app
 from stagebus.cli._context import resolve_plan
 from stagebus.events import RUN_SCOPE, Manifest, ManifestWritten, StageFailed
 from stagebus.store import SqliteEventStore
-from tests.support.files import snapshot
+from tests.support.files import become_nobody, snapshot
 
 KEYS = ["dataset", "partition", "status", "run_id", "attempts", "updated_at", "reason", "records", "rejected"]
 
@@ -199,12 +199,6 @@ def nobody_can_run(interpreter: str) -> bool:
     except OSError:
         return False
     return done.returncode == 0
-
-
-def become_nobody() -> None:
-    os.setgroups([])
-    os.setgid(65534)
-    os.setuid(65534)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can switch to user nobody")

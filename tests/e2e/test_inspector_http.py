@@ -20,7 +20,7 @@ import pytest
 
 from stagebus.events import RunAbandoned
 from stagebus.store import SqliteEventStore
-from support.files import snapshot
+from support.files import become_nobody, snapshot
 from support.inspector import BOOT, Server, build_home, child_run, fetch, publish, serve, stagebus
 
 pytestmark = pytest.mark.timeout(240)
@@ -301,12 +301,6 @@ def nobody_can_import(interpreter: str, purelib: str, cwd: Path) -> bool:
     except OSError:
         return False
     return done.returncode == 0
-
-
-def become_nobody() -> None:
-    os.setgroups([])
-    os.setgid(65534)
-    os.setuid(65534)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can switch to user nobody")

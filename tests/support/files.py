@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 
@@ -14,3 +15,10 @@ def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
         digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
         state[str(path.relative_to(root))] = (info.st_mode, info.st_mtime_ns, info.st_size, digest)
     return state
+
+
+def become_nobody() -> None:
+    """``preexec_fn`` of a child that must run as user nobody (it can write nothing of root's)."""
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
