@@ -9,8 +9,9 @@ import time
 
 import httpx
 
-from support.api import ApiServer, create_pipeline, free_port, wait_for_batch
+from support.api import ApiServer, create_pipeline, wait_for_batch
 from support.inspector import ui_command
+from support.net import free_port
 
 
 def submit(api_server: ApiServer, key: str, name: str) -> tuple[str, str]:

@@ -17,7 +17,8 @@ from fastapi import FastAPI, Header, HTTPException
 
 from stagebus.api.inspector import create_inspector
 from stagebus.settings import Settings
-from support.inspector import Page, build_home, free_port
+from support.inspector import Page, build_home
+from support.net import free_port
 
 KEYS = {"key-alice": "alice", "key-bob": "bob"}
 OWNS = {"alice": {"toy"}, "bob": {"other"}}

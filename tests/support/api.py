@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,14 +20,10 @@ from typing import Any
 
 import httpx
 
+from support.net import free_port
+
 STAGEBUS = [sys.executable, "-c", "from stagebus.cli import main; main()"]
 API = "/api/v1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

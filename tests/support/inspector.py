@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from typer.testing import CliRunner, Result
 
 from stagebus.cli import app
+from support.net import free_port
 
 TOY = "support.toy:toy_pipeline"
 TOY_FACTOR3 = "support.why_toy:factor3"
@@ -64,12 +64,6 @@ def build_home(home: Path, data: Path) -> Path:
 def child_run(home: Path, parent: str) -> str:
     runs = json.loads(stagebus(home, "runs", "--format", "json").stdout)
     return next(r["run_id"] for r in runs if r["parent_run_id"] == parent)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
