@@ -41,7 +41,7 @@ from stagebus.artifacts.local import ArtifactStore
 from stagebus.errors import InvalidInput, StoreError, StoreUnavailable
 from stagebus.events import Manifest
 from stagebus.pipeline.definition import Pipeline, PipelineRegistry
-from stagebus.pipeline.registry import load_pipelines
+from stagebus.pipeline.registry import fleet_pipelines
 from stagebus.projections import Projections
 from stagebus.settings import Settings
 from stagebus.store import EventStore, open_store
@@ -192,7 +192,7 @@ class WorkerParts:
 def build_worker(settings: FleetSettings | None = None) -> WorkerParts:
     """Everything a worker process needs, with the stage actors declared on the broker."""
     settings = settings or FleetSettings()
-    pipelines = load_pipelines(settings.pipelines)
+    pipelines = fleet_pipelines(settings)
     broker = open_fleet_broker(settings)
     if settings.fault_deliver_twice:
         broker.add_middleware(DeliverTwice())

@@ -24,7 +24,7 @@ from stagebus.actors.metrics import QueueDepth, queue_depths, render_prometheus,
 from stagebus.actors.relay import Relay
 from stagebus.errors import StoreUnavailable
 from stagebus.events import Event
-from stagebus.pipeline.registry import load_pipelines
+from stagebus.pipeline.registry import fleet_pipelines
 from stagebus.projections import Projections
 from stagebus.store import EventStore, open_store
 from stagebus.store.base import READ_PAGE, Appended, RecordedEvent
@@ -120,7 +120,7 @@ class RelayProcess:
         self.store = open_store(settings.store_url)
         self.step_log = StepLog(self.store)  # what the steps read: the projections' and the relay's
         self.projections = Projections(self.step_log, settings.projections_path)
-        self.pipelines = load_pipelines(settings.pipelines)
+        self.pipelines = fleet_pipelines(settings)
         self.broker = open_fleet_broker(settings)
         self.sender = StageSender(self.broker, self.pipelines)
         self.lease = relay_lease(self.store, settings, lease_ttl_s)

@@ -22,13 +22,15 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel, ConfigDict
 
-from stagebus.api.processors import ProcessorRegistry, RecordRejected
+from stagebus.api.processors import ProcessorRegistry, RecordRejected, load_processors
+from stagebus.api.settings import ApiSettings
 from stagebus.artifacts.names import encode_name
 from stagebus.errors import PermanentStageError
 from stagebus.pipeline.context import StageContext
 from stagebus.pipeline.contract import RetryPolicy, StageDefinition, stage
 from stagebus.pipeline.definition import Pipeline, PipelineRegistry
 from stagebus.projections.api_resources import API_PREFIX, DELIVER_STAGE, PROCESS_STAGE
+from stagebus.settings import Settings
 
 DATASET_PREFIX = "api-"  # dataset of a batch's partition: "api-" + pipeline_id; partition: batch_id
 CONFIG_META = "api_config"  # PartitionIngested.metadata key holding {processors, destination} as JSON
@@ -90,6 +92,12 @@ class BatchPipelines(PipelineRegistry):
     def __iter__(self):  # type: ignore[no-untyped-def]
         """The base pipelines and one pipeline of the batch stages, so runners declare their actors."""
         return iter([*super().__iter__(), self.get(API_PREFIX + "*")])
+
+
+def with_batch_pipelines(base: PipelineRegistry, settings: Settings) -> BatchPipelines:
+    """The fleet's hook (:data:`stagebus.pipeline.registry.FAMILY_SPECS`): ``base`` plus the
+    ``api-*`` pipelines, with the processors ``STAGEBUS_PROCESSORS`` loads in this process."""
+    return BatchPipelines(base, load_processors(ApiSettings().processors), settings.home / "exports")
 
 
 def batch_stages(processors: ProcessorRegistry, export_root: Path) -> tuple[StageDefinition, ...]:

@@ -18,7 +18,7 @@ from stagebus.actors.fleet_setup import FleetSettings, open_fleet_broker, stage_
 from stagebus.actors.supervisor import child_argv, supervise
 from stagebus.cli._context import get_context
 from stagebus.errors import InvalidInput
-from stagebus.pipeline.registry import load_pipelines
+from stagebus.pipeline.registry import fleet_pipelines
 from stagebus.store.urls import require_host
 
 
@@ -94,7 +94,7 @@ def worker(
     again (with backoff) and the log says so. SIGTERM lets running tasks finish; one cut short
     leaves no manifest and the relay sends it again."""
     settings = fleet_settings(ctx, broker)
-    known = stage_queues(load_pipelines(settings.pipelines))
+    known = stage_queues(fleet_pipelines(settings))
     wanted = [q.strip() for q in (queues or "").split(",") if q.strip()]
     unknown = [q for q in wanted if q not in known]
     if unknown:

@@ -10,11 +10,18 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable
 
 from stagebus.errors import InvalidInput
 from stagebus.pipeline.definition import Pipeline, PipelineRegistry
+from stagebus.settings import Settings
 
 REFERENCE_SPEC = "stagebus.stages:reference_pipeline"
+# Pipelines made on demand from their name: the HTTP service's ``api-<pipeline id>``. Each spec
+# names a callable ``(registry, settings) -> registry`` that adds them. Named, not imported, so
+# fleet processes (``actors``) resolve an API batch's run without importing the service above them.
+FAMILY_SPECS = ("stagebus.api.batches:with_batch_pipelines",)
+Extension = Callable[[PipelineRegistry, Settings], PipelineRegistry]
 
 
 def load_pipelines(specs: str = "") -> PipelineRegistry:
@@ -28,6 +35,17 @@ def load_pipelines(specs: str = "") -> PipelineRegistry:
         sys.path.insert(0, os.getcwd())
     for spec in user_specs:
         registry.add(load_pipeline(spec))
+    return registry
+
+
+def fleet_pipelines(settings: Settings) -> PipelineRegistry:
+    """What a fleet process (relay, worker) runs: :func:`load_pipelines` of ``settings.pipelines``
+    plus every family of :data:`FAMILY_SPECS`, so runs the HTTP service opened are known too."""
+    registry = load_pipelines(settings.pipelines)
+    for spec in FAMILY_SPECS:
+        module_name, _, attr = spec.partition(":")
+        extend: Extension = getattr(importlib.import_module(module_name), attr)
+        registry = extend(registry, settings)
     return registry
 
 
