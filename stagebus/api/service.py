@@ -36,13 +36,14 @@ from stagebus.events import (
     RunSealed,
     partition_ref,
 )
-from stagebus.events.types import ApiBatchSubmitted, ApiPipelineVersioned
+from stagebus.events.types import ApiBatchSubmitted, ApiPipelineTurn, ApiPipelineVersioned
 from stagebus.projections import Projections
 from stagebus.projections import api_resources as res
 from stagebus.projections.pipelines import read_pipeline as read_lifecycle
 from stagebus.store import EventStore
 
 _REJECT = msgspec.json.Decoder(dict[str, Any])
+TURN_PROBE = 32  # turns looked up per round trip while finding the first free one
 
 
 class PipelineView(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +72,7 @@ class Service:
         self.on_submitted = on_submitted
         self._writes = threading.Lock()  # a submit and a delete of one process never interleave
         self._caught_up_at = 0.0
+        self._free_turn: dict[str, int] = {}  # per pipeline: no turn below it is free (a hint)
 
     def fresh(self, *, max_age_s: float = 0.0) -> Any:
         """Catch the projections up (reads see every write acknowledged so far, by any process)
@@ -131,13 +133,37 @@ class Service:
         return self.pipeline(owner, pipeline_id)
 
     def delete_pipeline(self, owner: str, pipeline_id: str) -> None:
+        """Append ``PipelineDeleted`` unless a batch is pending or processing. Ordered against
+        submits of every API process by the pipeline's turns: the delete takes the first free
+        turn only after counting active batches, so a submit that got there first is counted."""
         with self._writes:
-            self.pipeline(owner, pipeline_id)
-            active = res.count_active_batches(self.fresh(), pipeline_id)
-            if active:
-                raise ApiError("PIPELINE_HAS_ACTIVE_BATCHES",
-                               f"pipeline {pipeline_id!r} has {active} batch(es) pending or processing")
-            self.store.append_one(PipelineDeleted(pipeline=batches.pipeline_name(pipeline_id)))
+            while True:
+                self.pipeline(owner, pipeline_id)
+                turn = self._first_free_turn(pipeline_id)
+                active = res.count_active_batches(self.fresh(), pipeline_id)
+                if active:
+                    raise ApiError("PIPELINE_HAS_ACTIVE_BATCHES",
+                                   f"pipeline {pipeline_id!r} has {active} batch(es) pending or processing")
+                claim = ApiPipelineTurn(pipeline_id=pipeline_id, turn=turn, action="delete")
+                answer = self.store.append([claim, PipelineDeleted(pipeline=batches.pipeline_name(pipeline_id))])
+                if answer[0].stored or not answer[0].conflict:
+                    return  # deleted now, or already deleted by someone else (its key was taken)
+                # Someone took the turn: look again (its batch is counted, or it was a delete)
+
+    def _first_free_turn(self, pipeline_id: str) -> int:
+        """The lowest turn no submit or delete holds; a held delete turn means it is deleted."""
+        turn = self._free_turn.get(pipeline_id, 1)
+        while True:
+            keys = [turn_key(pipeline_id, t) for t in range(turn, turn + TURN_PROBE)]
+            held = self.store.get_many(keys)
+            for key in keys:
+                if key not in held:
+                    self._free_turn[pipeline_id] = turn
+                    return turn
+                event = held[key].event()
+                if isinstance(event, ApiPipelineTurn) and event.action == "delete":
+                    raise ApiError("PIPELINE_NOT_FOUND", f"no pipeline {pipeline_id!r}")
+                turn += 1
 
     def set_running(self, owner: str, pipeline_id: str, running: bool) -> PipelineView:
         view = self.pipeline(owner, pipeline_id)
@@ -196,8 +222,19 @@ class Service:
             RunSealed(run_id=run_id, partitions=(partition_ref(dataset, batch_id),)),
         ]
         with self._writes:
-            self.pipeline(owner, pipeline_id, catch_up=False)  # not deleted by this process meanwhile
-            first = self.store.append(events)[0]
+            while True:  # the turn taken meanwhile: probe again from it (was it a delete?)
+                try:
+                    turn = self._first_free_turn(pipeline_id)
+                except ApiError:  # deleted meanwhile: the batch was never accepted
+                    path.unlink(missing_ok=True)
+                    raise
+                claim = ApiPipelineTurn(pipeline_id=pipeline_id, turn=turn, action="submit")
+                answer = self.store.append([claim, *events])
+                if answer[0].stored or not answer[0].conflict:
+                    break  # stored, or refused for the Idempotency-Key (the turn was free)
+            if answer[0].stored:
+                self._free_turn[pipeline_id] = turn + 1
+        first = answer[1]
         if not first.stored:  # a concurrent retry with the same Idempotency-Key won
             path.unlink(missing_ok=True)
             earlier = self.store.get(key_event.key)
@@ -289,6 +326,10 @@ class Service:
         if details or parsed is None:
             raise ApiError("VALIDATION_ERROR", "the pipeline config is invalid", details=details)
         return parsed
+
+
+def turn_key(pipeline_id: str, turn: int) -> str:
+    return ApiPipelineTurn(pipeline_id=pipeline_id, turn=turn, action="").key
 
 
 def percentile_ms(sorted_us: list[int], q: float) -> float | None:

@@ -304,6 +304,21 @@ class ApiBatchSubmitted(Event, frozen=True, kw_only=True, tag="api_batch_submitt
         return f"api-batch/{self.owner}/{self.pipeline_id}/{tail}"
 
 
+class ApiPipelineTurn(Event, frozen=True, kw_only=True, tag="api_pipeline_turn"):
+    """One turn in an API pipeline's sequence of batch submits and its delete, appended with the
+    write it orders. Keyed by turn, so a submit and a delete racing in two API processes claim
+    the same free turn and exactly one wins: the loser sees the winner (the delete sees the new
+    batch and answers 409; the submit sees the delete and answers 404)."""
+
+    pipeline_id: str
+    turn: int  # 1, 2, …: the first turn not yet taken when the writer looked
+    action: str  # "submit" | "delete"
+
+    @property
+    def key(self) -> str:
+        return f"api-pipeline-turn/{self.pipeline_id}/{self.turn}"
+
+
 AnyEvent = (
     PipelineDefined
     | PipelineStarted
@@ -320,6 +335,7 @@ AnyEvent = (
     | ApiKeyRevoked
     | ApiPipelineVersioned
     | ApiBatchSubmitted
+    | ApiPipelineTurn
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -340,5 +356,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ApiKeyRevoked,
         ApiPipelineVersioned,
         ApiBatchSubmitted,
+        ApiPipelineTurn,
     )
 }
