@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
                                 telemetry=Telemetry(settings.logs_dir / "tasks.ndjson"))
         background = BackgroundRunner(runner, projections, poll_s=api.runner_poll_s)
     service = Service(store, projections, processors, pipelines, batch_dir=settings.home / "api" / "batches",
-                      artifacts_root=settings.artifacts_root,
+                      artifacts_root=settings.artifacts_root, home=settings.home, shared_datasets=api.datasets,
                       on_submitted=background.wake if background is not None else lambda: None)
 
     @asynccontextmanager

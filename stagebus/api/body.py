@@ -95,6 +95,22 @@ async def read_records(request: Request, max_records: int) -> list[Any]:
     return records
 
 
+def snapshot_position(data: bytes) -> int | None:
+    """A dataset source's submit body: empty, ``{}`` or ``{"as_of": position}``."""
+    if not data.strip():
+        return None
+    try:
+        value = _ANY.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ApiError("INVALID_BODY", f"the body is not JSON: {exc}") from None
+    if not isinstance(value, dict) or set(value) - {"as_of"}:
+        raise ApiError("INVALID_BODY", 'a dataset-source pipeline takes an empty body or {"as_of": position}')
+    as_of = value.get("as_of")
+    if as_of is not None and (not isinstance(as_of, int) or isinstance(as_of, bool) or as_of < 0):
+        raise ApiError("INVALID_BODY", "as_of must be a log position (an integer >= 0)")
+    return as_of
+
+
 def _json_array(data: bytes) -> list[Any]:
     try:
         value = _ANY.decode(data)

@@ -38,6 +38,8 @@ CODES: dict[str, tuple[int, str]] = {
     "PIPELINE_HAS_ACTIVE_BATCHES": (409, "The pipeline has batches pending or processing."),
     "PIPELINE_VERSION_CONFLICT": (409, "Another update of the pipeline won; read it and retry."),
     "IDEMPOTENCY_KEY_REUSED": (409, "The Idempotency-Key was used for a batch with other records."),
+    "SOURCE_NOT_READY": (409, "The source dataset has nothing to read: unknown, no valid partition yet, "
+                         "`as_of` outside the log, or an artifact failed its sha256 check."),
     "PAYLOAD_TOO_LARGE": (413, "The body is larger than the configured limit."),
     "TOO_MANY_RECORDS": (413, "The batch has more records than the configured limit."),
     "UNSUPPORTED_MEDIA_TYPE": (415, "Send application/json, application/x-ndjson or multipart/form-data."),

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from stagebus.api import schemas
 from stagebus.api.auth import Caller, rate_limited
-from stagebus.api.body import read_records
+from stagebus.api.body import read_records, snapshot_position
 from stagebus.api.errors import CODES, ApiError
 from stagebus.api.service import PipelineView, Service
 from stagebus.projections.api_resources import ApiBatchRow
@@ -147,8 +147,13 @@ async def submit_batch(request: Request, response: Response, caller: Authed, pip
     """Submit records: a JSON array, NDJSON, or a multipart ``file``. With an ``Idempotency-Key``
     a retried submit answers with the first batch (header ``Idempotent-Replayed: true``)."""
     svc = service(request)
-    await run_in_threadpool(svc.pipeline, caller.owner, pipeline_id)  # 404 before reading a body
-    records = await read_records(request, request.app.state.api_settings.max_batch_records)
+    view = await run_in_threadpool(svc.pipeline, caller.owner, pipeline_id)  # 404 before reading a body
+    limit = request.app.state.api_settings.max_batch_records
+    if view.row.config.get("source", {}).get("type") == "dataset":
+        as_of = snapshot_position(await request.body())
+        records = await run_in_threadpool(svc.snapshot_records, view, as_of, limit)
+    else:
+        records = await read_records(request, limit)
     row, created = await run_in_threadpool(svc.submit_batch, caller.owner, pipeline_id, records, idempotency_key)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"

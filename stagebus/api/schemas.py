@@ -21,6 +21,27 @@ class BatchSource(BaseModel):
     type: Literal["batch"] = "batch"
 
 
+class DatasetSource(BaseModel):
+    """Each batch is a snapshot of a published dataset: its valid partitions' records at their
+    authoritative runs, read by the consumer contract (``stagebus.read``, sha256-verified).
+    Submit a batch with an empty body, or ``{"as_of": position}`` for an older snapshot. The
+    dataset must be shared with the API (``STAGEBUS_API_DATASETS``) or be the destination of
+    one of the caller's own pipelines (``api-<pipeline id>``)."""
+
+    model_config = _STRICT
+    type: Literal["dataset"]
+    dataset: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f/]+$")
+    # The artifact read, STAGE.OUTPUT; null: "deliver.records" of an API pipeline's dataset
+    # (api-<pipeline id>), else "normalize.records" (the reference pipeline's records).
+    output: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_.-]+$")
+    # The field of each stored record that is the record (normalize.records keeps it under
+    # "record", next to its row "index"); null: the stored record as it is.
+    field: str | None = "record"
+
+
+Source = Annotated[BatchSource | DatasetSource, Field(discriminator="type")]
+
+
 class ProcessorSpec(BaseModel):
     """One record processor: a reference normalize operation (rename, cast, whitespace, nfc,
     lowercase, drop, require, max_length, default) or a registered custom processor."""
@@ -45,12 +66,21 @@ class ExportDestination(BaseModel):
     folder: str = Field(pattern=SLUG)
 
 
-Destination = Annotated[RecordsDestination | ExportDestination, Field(discriminator="type")]
+class DatasetDestination(BaseModel):
+    """Processed records form the dataset ``api-<pipeline id>`` that any consumer reads through
+    the consumer contract: ``stagebus.read("api-<pipeline id>", output="deliver.records")``
+    (each row ``{"index", "record"}``), or another API pipeline's dataset source."""
+
+    model_config = _STRICT
+    type: Literal["dataset"]
+
+
+Destination = Annotated[RecordsDestination | ExportDestination | DatasetDestination, Field(discriminator="type")]
 
 
 class PipelineConfig(BaseModel):
     model_config = _STRICT
-    source: BatchSource = BatchSource()
+    source: Source = BatchSource()
     processors: list[ProcessorSpec] = Field(default=[], max_length=100)
     destination: Destination = RecordsDestination()
 

@@ -25,6 +25,8 @@ from stagebus.api.errors import ApiError, validation_details
 from stagebus.api.processors import ProcessorRegistry
 from stagebus.api.schemas import PipelineCreate, PipelineUpdate
 from stagebus.artifacts.integrity import verify_artifact
+from stagebus.consumer import read as read_dataset
+from stagebus.errors import InvalidInput, PermanentStageError
 from stagebus.events import (
     Artifact,
     PartitionIngested,
@@ -62,6 +64,7 @@ class BatchReceipt(msgspec.Struct, frozen=True, kw_only=True):
 class Service:
     def __init__(self, store: EventStore, projections: Projections, processors: ProcessorRegistry,
                  pipelines: batches.BatchPipelines, *, batch_dir: Path, artifacts_root: Path,
+                 home: Path | None = None, shared_datasets: str = "",
                  on_submitted: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.projections = projections
@@ -70,6 +73,8 @@ class Service:
         self.batch_dir = batch_dir
         self.artifacts_root = artifacts_root
         self.on_submitted = on_submitted
+        self.home = home if home is not None else batch_dir.parent.parent
+        self.shared_datasets = frozenset(d.strip() for d in shared_datasets.split(",") if d.strip())
         self._writes = threading.Lock()  # a submit and a delete of one process never interleave
         self._caught_up_at = 0.0
         self._free_turn: dict[str, int] = {}  # per pipeline: no turn below it is free (a hint)
@@ -87,7 +92,7 @@ class Service:
     # --- pipelines ------------------------------------------------------------------------
 
     def create_pipeline(self, owner: str, body: Any) -> PipelineView:
-        request = self._validated(PipelineCreate, body)
+        request = self._validated(PipelineCreate, body, owner)
         pipeline_id = f"pl_{secrets.token_hex(8)}"
         name = batches.pipeline_name(pipeline_id)
         self.store.append([
@@ -125,7 +130,7 @@ class Service:
 
     def update_pipeline(self, owner: str, pipeline_id: str, body: Any) -> PipelineView:
         current = self.pipeline(owner, pipeline_id)
-        request = self._validated(PipelineUpdate, body)
+        request = self._validated(PipelineUpdate, body, owner)
         event = ApiPipelineVersioned(pipeline_id=pipeline_id, owner=owner, name=request.name or current.row.name,
                                      version=current.row.version + 1, config=request.config.model_dump(mode="json"))
         if not self.store.append_one(event).stored:
@@ -243,6 +248,26 @@ class Service:
         self.on_submitted()
         return BatchReceipt(batch_id=batch_id, status="pending", record_count=len(records)), True
 
+    def snapshot_records(self, view: PipelineView, as_of: int | None, max_records: int) -> list[Any]:
+        """A dataset source's batch: the records of its valid partitions as of ``as_of`` (the
+        newest position when None), verified as they are read."""
+        source = view.row.config["source"]
+        field = source.get("field", "record")
+        records: list[Any] = []
+        try:
+            with read_dataset(source["dataset"], as_of=as_of, output=source_output(source), home=self.home,
+                              store=self.store.url) as snapshot:
+                for row in snapshot:
+                    records.append(row.get(field) if field is not None and isinstance(row, dict) else row)
+                    if len(records) > max_records:
+                        raise ApiError("TOO_MANY_RECORDS", f"the dataset has more than {max_records} records, "
+                                       "the limit of a batch")
+        except (InvalidInput, PermanentStageError) as exc:  # unknown, nothing valid, corrupted
+            raise ApiError("SOURCE_NOT_READY", str(exc)) from None
+        if not records:
+            raise ApiError("SOURCE_NOT_READY", f"dataset {source['dataset']!r} has no valid records to read")
+        return records
+
     def _replayed(self, event: Any, content_hash: str) -> BatchReceipt:
         assert isinstance(event, ApiBatchSubmitted)
         if event.content_hash != content_hash:
@@ -305,7 +330,7 @@ class Service:
 
     # --- helpers --------------------------------------------------------------------------
 
-    def _validated(self, model: type[PipelineCreate] | type[PipelineUpdate], body: Any) -> Any:
+    def _validated(self, model: type[PipelineCreate] | type[PipelineUpdate], body: Any, owner: str) -> Any:
         """The parsed request, or one 400 listing every problem: the body's shape and each
         processor's own config (checked even when other parts are wrong)."""
         details: list[dict[str, Any]] = []
@@ -323,9 +348,30 @@ class Service:
             for problem in self.processors.validate(spec["name"], raw if isinstance(raw, dict) else {}):
                 details.append({"loc": ["config", "processors", str(i), *map(str, problem["loc"])],
                                 "msg": problem["msg"]})
+        source = getattr(getattr(parsed, "config", None), "source", None)
+        if source is not None and source.type == "dataset" and not self._readable(owner, source.dataset):
+            details.append({"loc": ["config", "source", "dataset"],
+                            "msg": f"dataset {source.dataset!r} is not shared with the API (STAGEBUS_API_DATASETS) "
+                                   "and is no pipeline of yours"})
         if details or parsed is None:
             raise ApiError("VALIDATION_ERROR", "the pipeline config is invalid", details=details)
         return parsed
+
+    def _readable(self, owner: str, dataset: str) -> bool:
+        """Whether ``owner``'s pipelines may read ``dataset``: shared by the operator, or an API
+        pipeline of the same owner (another owner's answers like a missing one)."""
+        if "*" in self.shared_datasets or dataset in self.shared_datasets:
+            return True
+        if not dataset.startswith(batches.DATASET_PREFIX):
+            return False
+        row = res.read_pipeline(self.fresh(), dataset[len(batches.DATASET_PREFIX):])
+        return row is not None and row.owner == owner
+
+
+def source_output(source: dict[str, Any]) -> str:
+    if source.get("output"):
+        return str(source["output"])
+    return "deliver.records" if str(source["dataset"]).startswith(batches.DATASET_PREFIX) else "normalize.records"
 
 
 def turn_key(pipeline_id: str, turn: int) -> str:

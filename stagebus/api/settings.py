@@ -22,5 +22,7 @@ class ApiSettings(BaseSettings):
     runner_workers: int = Field(default=2, ge=1, le=64)
     runner_poll_s: float = Field(default=0.5, gt=0)
     page_limit: int = Field(default=50, ge=1, le=1000)  # default page size
+    # Datasets every owner's pipelines may read as a source, comma-separated ("*": all of them).
+    datasets: str = ""
     # Modules of custom processors, "module" or "module:attribute", comma-separated.
     processors: str = Field(default="", validation_alias="STAGEBUS_PROCESSORS")
