@@ -23,6 +23,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict
 
 from stagebus.api.processors import ProcessorRegistry, RecordRejected, load_processors
+from stagebus.api.served import serve_batch
 from stagebus.api.settings import ApiSettings
 from stagebus.artifacts.names import encode_name
 from stagebus.errors import PermanentStageError
@@ -140,14 +141,18 @@ def batch_stages(processors: ProcessorRegistry, export_root: Path) -> tuple[Stag
 
     @stage(DELIVER_STAGE, after=[PROCESS_STAGE], outputs={"records": BatchRecord}, retry=retry, reusable=False)
     def deliver(ctx: StageContext) -> None:
-        """The processed records to the destination: kept as this stage's output, and for an
-        ``export`` destination also written to ``<home>/exports/<owner>/<folder>/<batch>.jsonl``."""
+        """The processed records to the destination: kept as this stage's output (a ``dataset``
+        destination is read from it), for ``export`` also written to
+        ``<home>/exports/<owner>/<folder>/<batch>.jsonl``, for ``served`` switched into the served view."""
         event = ctx.ingested
         destination = _CONFIG.decode(event.metadata.get(CONFIG_META, "{}")).get("destination", {})
-        lines = []
+        lines, rows = [], []
         for row in ctx.read(PROCESS_STAGE, "records"):
             ctx.emit("records", BatchRecord.model_validate(row))
             lines.append(_JSON.encode(row["record"]) + b"\n")
+            rows.append((row["index"], row["record"]))
+        if destination.get("type") == "served":
+            serve_batch(ctx.artifact_root, ctx.partition, rows, run_id=ctx.run_id, run_position=ctx.run_position)
         if destination.get("type") == "export":
             owner = encode_name(event.metadata.get(OWNER_META, "unknown"))
             folder = export_root / owner / encode_name(destination["folder"])

@@ -75,7 +75,17 @@ class DatasetDestination(BaseModel):
     type: Literal["dataset"]
 
 
-Destination = Annotated[RecordsDestination | ExportDestination | DatasetDestination, Field(discriminator="type")]
+class ServedDestination(BaseModel):
+    """Processed records are also switched into the served view (one transaction per batch, never
+    by an older batch run): ``stagebus query`` and the inspector search them as dataset
+    ``api-<pipeline id>``, one partition per batch."""
+
+    model_config = _STRICT
+    type: Literal["served"]
+
+
+Destination = Annotated[RecordsDestination | ExportDestination | DatasetDestination | ServedDestination,
+                        Field(discriminator="type")]
 
 
 class PipelineConfig(BaseModel):

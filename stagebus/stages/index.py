@@ -44,10 +44,13 @@ SCHEMA = (
 )
 
 
+DEFAULT_NAME_FIELDS = ("name", "title", "label")
+
+
 class IndexConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     # Top-level fields whose values are a record's name: matches there rank first.
-    name_fields: tuple[str, ...] = ("name", "title", "label")
+    name_fields: tuple[str, ...] = DEFAULT_NAME_FIELDS
 
 
 class IndexSummary(BaseModel):

@@ -3,6 +3,7 @@ verified snapshot of it), and a destination dataset any consumer reads with ``st
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,3 +84,23 @@ def test_a_dataset_neither_shared_nor_the_callers_own_is_refused_like_a_missing_
             assert answer.status_code == 400
             (detail,) = answer.json()["error"]["details"]
             assert detail["loc"] == ["config", "source", "dataset"]
+
+
+def test_a_served_destination_makes_each_batch_searchable_with_query(shared: ApiServer) -> None:
+    key = shared.create_key("ACME")["key"]
+    config = {"processors": [{"name": "whitespace"}], "destination": {"type": "served"}}
+    with shared.client(key) as client:
+        pipeline_id = create_pipeline(client, "served-people", config)
+        # When two batches are delivered to the served view
+        for records in ([{"name": "  Grace   Hopper ", "role": "admiral"}], [{"name": "Alan Turing"}]):
+            answer = client.post(f"/pipelines/{pipeline_id}/batches", json=records)
+            assert wait_for_batch(client, pipeline_id, answer.json()["id"])["status"] == "completed"
+    # Then `stagebus query` finds both, served as the pipeline's dataset, next to the CLI's airports
+    for text, name in (("hopper", "Grace Hopper"), ("turing", "Alan Turing")):
+        found = subprocess.run([*STAGEBUS, "query", text, "--format", "json"], env=shared.env, capture_output=True,
+                               text=True, check=True)
+        (hit,) = json.loads(found.stdout)
+        assert hit["dataset"] == f"api-{pipeline_id}" and hit["record"]["name"] == name
+    airports = subprocess.run([*STAGEBUS, "query", "francisco", "--format", "json"], env=shared.env,
+                              capture_output=True, text=True, check=True)
+    assert json.loads(airports.stdout)
