@@ -252,7 +252,8 @@ class EmbeddedRunner:
 
     def _runs(self, run_ids: Collection[str] | None, *, open_only: bool = False) -> list[Any]:
         if run_ids is None:
-            run_ids = [info.run_id for info in self.projections.runs() if not open_only or has_open_tasks(info)]
+            listed = self.projections.open_runs() if open_only else self.projections.runs()
+            run_ids = [info.run_id for info in listed if not open_only or has_open_tasks(info)]
         runs = [self.projections.run(run_id) for run_id in run_ids]
         return [r for r in runs if r is not None]
 

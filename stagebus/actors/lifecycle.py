@@ -50,7 +50,7 @@ def start(store: EventStore, projections: Any, name: str) -> None:
 def running_tasks(projections: Any, name: str) -> list[str]:
     projections.catch_up()
     busy = []
-    for info in projections.runs():
+    for info in projections.open_runs():  # a run with a task in flight is open
         if info.pipeline != name:
             continue
         run = projections.run(info.run_id)

@@ -130,7 +130,7 @@ class Relay:
         """Every open run from the projections, at their checkpoint: the relay's starting state."""
         base = self.projections.checkpoint()
         runs: dict[str, OpenRun] = {}
-        for info in self.projections.runs():
+        for info in self.projections.open_runs():
             if has_open_tasks(info):
                 run = self._read_run(info.run_id, base)
                 if run is not None:

@@ -29,7 +29,7 @@ def remaining_by_stage(app: AppContext, registry: PipelineRegistry, run_ids: Col
     """Tasks per stage not yet done in the targeted runs: the progress bars' totals."""
     projections = app.projections()
     # A run with nothing pending or running adds nothing: only open runs' tasks are read.
-    ids = run_ids if run_ids is not None else [r.run_id for r in projections.runs() if has_open_tasks(r)
+    ids = run_ids if run_ids is not None else [r.run_id for r in projections.open_runs() if has_open_tasks(r)
                                                and not projections.child_runs(r.run_id)]
     totals: Counter[str] = Counter()
     for run_id in ids:

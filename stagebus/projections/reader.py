@@ -134,6 +134,11 @@ class Projections:
     def runs(self) -> list[RunInfo]:
         return _runs.read_runs(self._conn())
 
+    def open_runs(self) -> list[RunInfo]:
+        """The runs that may still have work (see :func:`~stagebus.projections.runs.read_open_runs`):
+        what readiness looks at, at a cost that follows open work, never history."""
+        return _runs.read_open_runs(self._conn())
+
     def run_header(self, run_id: str) -> RunHeader | None:
         return _runs.read_run_header(self._conn(), run_id)
 

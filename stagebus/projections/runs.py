@@ -31,6 +31,10 @@ from stagebus.projections.base import JSON, decode_plan, decode_strings, to_micr
 from stagebus.store import RecordedEvent
 from stagebus.store.keys import RUN_PARTITIONS_TABLE, RUNS_TABLE, STAGE_TASKS_TABLE
 
+# A task in one of these never runs again: complete, reused, or failed for good (the upsert below
+# never moves a task out of them).
+_FINISHED = "('complete', 'reused', 'failed')"
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
     run_id            TEXT PRIMARY KEY,
@@ -46,7 +50,13 @@ CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
     sealed_partitions BLOB,
     sealed_at         TEXT,
     abandoned_at      TEXT,
-    abandon_reason    TEXT
+    abandon_reason    TEXT,
+    -- Kept by the triggers below, so open runs are found without reading finished ones:
+    -- a run may have work left while finished_tasks < tasks_per_partition * partition_count + tasks_per_run.
+    partition_count     INTEGER NOT NULL DEFAULT 0,
+    finished_tasks      INTEGER NOT NULL DEFAULT 0,
+    tasks_per_partition INTEGER NOT NULL DEFAULT 0,  -- selected partition stages of the plan
+    tasks_per_run       INTEGER NOT NULL DEFAULT 0   -- selected run-level stages
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS {RUN_PARTITIONS_TABLE} (
     run_id         TEXT NOT NULL,
@@ -78,6 +88,19 @@ CREATE TABLE IF NOT EXISTS {STAGE_TASKS_TABLE} (
     updated_at       TEXT NOT NULL,
     PRIMARY KEY (run_id, stage, partition)
 ) WITHOUT ROWID;
+-- Failed and waiting tasks are looked up by status on every `stagebus run`: no scan of history.
+CREATE INDEX IF NOT EXISTS {STAGE_TASKS_TABLE}_by_status ON {STAGE_TASKS_TABLE} (status);
+CREATE TRIGGER IF NOT EXISTS {RUN_PARTITIONS_TABLE}_counted AFTER INSERT ON {RUN_PARTITIONS_TABLE} BEGIN
+    UPDATE {RUNS_TABLE} SET partition_count = partition_count + 1 WHERE run_id = NEW.run_id;
+END;
+CREATE TRIGGER IF NOT EXISTS {STAGE_TASKS_TABLE}_finished_new AFTER INSERT ON {STAGE_TASKS_TABLE}
+WHEN NEW.status IN {_FINISHED} BEGIN
+    UPDATE {RUNS_TABLE} SET finished_tasks = finished_tasks + 1 WHERE run_id = NEW.run_id;
+END;
+CREATE TRIGGER IF NOT EXISTS {STAGE_TASKS_TABLE}_finished AFTER UPDATE OF status ON {STAGE_TASKS_TABLE}
+WHEN OLD.status NOT IN {_FINISHED} AND NEW.status IN {_FINISHED} BEGIN
+    UPDATE {RUNS_TABLE} SET finished_tasks = finished_tasks + 1 WHERE run_id = NEW.run_id;
+END;
 """
 
 _DONE = "('complete', 'reused')"
@@ -223,11 +246,16 @@ class RunsProjection:
                                        event.content_hash, event.size, JSON.encode(event.metadata),
                                        event.schema_version, record.position, at))
             case RunOpened():
+                self.flush(conn)  # the counts below start from every row applied before it
+                selected = [p for p in event.plan if event.stages is None or p.name in event.stages]
                 conn.execute(
-                    f"INSERT OR IGNORE INTO {RUNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL)",
+                    f"INSERT OR IGNORE INTO {RUNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, "
+                    f"(SELECT count(*) FROM {RUN_PARTITIONS_TABLE} WHERE run_id = ?1), "
+                    f"(SELECT count(*) FROM {STAGE_TASKS_TABLE} WHERE run_id = ?1 AND status IN {_FINISHED}), ?, ?)",
                     (event.run_id, record.position, event.pipeline, event.pipeline_version, event.config_hash,
                      JSON.encode(event.plan), None if event.stages is None else JSON.encode(event.stages),
-                     event.parent_run_id, event.resume_from, at),
+                     event.parent_run_id, event.resume_from, at,
+                     sum(1 for p in selected if p.scope != "run"), sum(1 for p in selected if p.scope == "run")),
                 )
             case RunSealed():
                 self.flush(conn)  # keep writes to the runs table in log order
@@ -271,6 +299,17 @@ _TASK_COLUMNS = ("stage, partition, status, attempts, last_error, worker, record
 def read_runs(conn: sqlite3.Connection) -> list[RunInfo]:
     """Every run, in the order they were opened, with stage summaries but without task rows."""
     rows = conn.execute(f"SELECT {_RUN_COLUMNS} FROM {RUNS_TABLE} ORDER BY seq").fetchall()
+    return [_run_info(conn, row) for row in rows]
+
+
+def read_open_runs(conn: sqlite3.Connection) -> list[RunInfo]:
+    """The runs that may still have work, in the order they were opened: not abandoned, and
+    fewer tasks finished than the plan expects. Finished runs are never read, so the cost
+    follows open work, not history. A superset of the runs with pending or running tasks
+    (a task blocked by a failed upstream keeps its run here; readiness skips it)."""
+    rows = conn.execute(
+        f"SELECT {_RUN_COLUMNS} FROM {RUNS_TABLE} WHERE abandoned_at IS NULL "
+        "AND finished_tasks < tasks_per_partition * partition_count + tasks_per_run ORDER BY seq").fetchall()
     return [_run_info(conn, row) for row in rows]
 
 
@@ -344,8 +383,8 @@ def _task(r: tuple) -> TaskState:  # type: ignore[type-arg]
 def read_tasks_in(conn: sqlite3.Connection, statuses: tuple[str, ...],
                   run_ids: Collection[str] | None = None) -> list[tuple[str, TaskState]]:
     """(run_id, task) of every task in one of ``statuses`` (of ``run_ids``, default every run), in
-    run, stage, partition order. One scan of the task table: a long history of finished runs
-    costs no per-run query, and no finished task is built into an object."""
+    run, stage, partition order. Through the status index: a long history of finished runs costs
+    nothing, and no finished task is built into an object."""
     marks = ",".join("?" * len(statuses))
     rows = conn.execute(
         f"SELECT run_id, {_TASK_COLUMNS} FROM {STAGE_TASKS_TABLE} WHERE status IN ({marks}) "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from stagebus.events import PipelineDefined, PipelineDeleted, PipelineStarted, PipelineStopped
+from stagebus.events import PipelineDefined, PipelineDeleted, PipelineStarted, PipelineStopped, RunAbandoned
 from stagebus.projections import Projections
 from stagebus.store import MemoryEventStore
 
@@ -205,3 +205,67 @@ def test_a_pipeline_the_log_never_mentioned_reads_as_active(caught_up: CatchUp) 
     # When asking for a pipeline's status
     # Then it is active: a producer may open runs of a pipeline nobody defined
     assert caught_up().pipeline_status("adhoc") == "active"
+
+
+def open_ids(projections: Projections) -> list[str]:
+    return [info.run_id for info in projections.open_runs()]
+
+
+def test_open_runs_are_those_with_work_left_and_finished_ones_are_never_read(
+        log: LogWriter, caught_up: CatchUp) -> None:
+    # Given a finished run, an abandoned one, one half done, one whose partition failed for good,
+    # and one with only some stages selected (a resume), finished
+    log.full_run("done", ("a/1", "a/2"))
+    log.open("gone")
+    log.ingest("gone", "a/1")
+    log.store.append_one(RunAbandoned(run_id="gone", reason="test"))
+    log.open("half")
+    for ref in ("a/1", "a/2"):
+        log.ingest("half", ref)
+    log.seal("half", ("a/1", "a/2"))
+    log.partition_stages("half", "a/1")
+    log.open("resumed", stages=("link", "index", "serve"))
+    log.ingest("resumed", "a/1")
+    log.run_stages("resumed")
+    # Then only the half-done run is open
+    projections = caught_up()
+    assert open_ids(projections) == ["half"]
+    # And it stays open while a task retries, and leaves once its last task is done
+    log.partition_stages("half", "a/2")
+    log.failed("half", "link", "*", final=False)
+    assert open_ids(caught_up()) == ["half"]
+    log.run_stages("half")
+    assert open_ids(caught_up()) == []
+    # And a duplicate manifest or a late start of a finished task changes nothing
+    log.manifest("half", "serve", "*")
+    log.started("half", "ingest", "a/1", attempt=2)
+    assert open_ids(caught_up()) == []
+
+
+def test_open_runs_count_partitions_ingested_before_their_run_opened_and_after_its_tasks_finished(
+        log: LogWriter, caught_up: CatchUp) -> None:
+    # Given a partition-stage-only run whose partition arrives before its RunOpened
+    plan = tuple(p for p in PLAN if p.scope != "run")
+    log.ingest("early", "a/1")
+    log.open("early", plan=plan)
+    log.partition_stages("early", "a/1")
+    assert open_ids(caught_up()) == []
+    # When another partition arrives after every task of the first finished
+    log.ingest("early", "a/2")
+    # Then the run is open again for it
+    assert open_ids(caught_up()) == ["early"]
+
+
+def test_a_final_failure_finishes_its_task_and_blocked_downstream_keeps_the_run_listed(
+        log: LogWriter, caught_up: CatchUp) -> None:
+    # Given a run whose only partition failed for good at normalize
+    log.open("r1")
+    log.ingest("r1", "a/1")
+    log.seal("r1", ("a/1",))
+    log.manifest("r1", "ingest", "a/1")
+    log.failed("r1", "normalize", "a/1", final=True)
+    projections = caught_up()
+    # Then it is listed (extract and the run stages never got a task), and readiness judges it
+    (info,) = projections.open_runs()
+    assert info.run_id == "r1"
+    assert [(s.stage, s.failed) for s in info.stage_summaries if s.failed] == [("normalize", 1)]
