@@ -1,0 +1,146 @@
+"""A warehouse table's columns: from a pydantic model, or inferred from the records.
+
+A column has a name and a *kind* (``bool``, ``int``, ``float``, ``text``, ``json``); each target
+spells kinds in its own types (:mod:`.targets`). Every table starts with ``_partition`` and
+``_run_id`` (the partition a row came from and the run that made it valid), then ``_index`` (the
+row number) when the records are the indexed kind the reference stages write
+(``{"index": n, "record": {...}}``, whose fields become the columns), then the record's fields.
+Nested values (objects, arrays) are ``json``: JSONB in PostgreSQL, JSON text in SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable
+from typing import Any, Literal, NamedTuple
+
+import msgspec
+import pydantic
+
+from stagebus.errors import InvalidInput
+
+Kind = Literal["bool", "int", "float", "text", "json"]
+PARTITION, RUN_ID, INDEX = "_partition", "_run_id", "_index"
+RESERVED = (PARTITION, RUN_ID, INDEX)
+NAME_BYTES_MAX = 63  # PostgreSQL silently truncates longer identifiers: refuse them instead
+
+_JSON = msgspec.json.Encoder()
+_SCHEMA_KINDS: dict[str, Kind] = {"boolean": "bool", "integer": "int", "number": "float", "string": "text",
+                                  "object": "json", "array": "json"}
+
+
+class Column(NamedTuple):
+    name: str
+    kind: Kind
+
+
+def is_indexed(record: dict[str, Any]) -> bool:
+    """A record of the reference stages: its row number and the row."""
+    return len(record) == 2 and "index" in record and isinstance(record.get("record"), dict)
+
+
+def fields_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The fields that become columns: the inner row of an indexed record, else the record."""
+    return record["record"] if is_indexed(record) else record
+
+
+def from_model(model: type[pydantic.BaseModel], indexed: bool) -> list[Column]:
+    """Columns from ``model``'s JSON schema, in field order: an optional field takes the kind of
+    its non-null type; a union of several types is ``text``, a nested model ``json``."""
+    properties = model.model_json_schema().get("properties", {})
+    fields = [Column(name, _schema_kind(spec)) for name, spec in properties.items()]
+    return _with_system_columns(fields, indexed)
+
+
+def infer(records: Iterable[dict[str, Any]]) -> list[Column]:
+    """Columns from the records themselves, in first-seen order: a field whose values are all
+    one kind (nulls aside) gets it; ints mixed with floats are ``float``; any other mix is
+    ``text``; a field that is only ever null is ``text``."""
+    kinds: dict[str, set[Kind]] = {}
+    indexed = True
+    seen = False
+    for record in records:
+        seen = True
+        indexed = indexed and is_indexed(record)
+        for name, value in fields_of(record).items():
+            found = kinds.setdefault(name, set())
+            if value is not None:
+                found.add(value_kind(value))
+    fields = [Column(name, _merge(found)) for name, found in kinds.items()]
+    return _with_system_columns(fields, indexed and seen)
+
+
+def value_kind(value: Any) -> Kind:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, (dict, list)):
+        return "json"
+    return "text"
+
+
+def _merge(kinds: set[Kind]) -> Kind:
+    if len(kinds) == 1:
+        return next(iter(kinds))
+    if kinds == {"int", "float"}:
+        return "float"
+    return "text"
+
+
+def _schema_kind(spec: dict[str, Any]) -> Kind:
+    if "$ref" in spec or "allOf" in spec:
+        return "json"
+    options = spec.get("anyOf") or spec.get("oneOf")
+    if options:
+        kinds = {_schema_kind(o) for o in options if o.get("type") != "null"}
+        return _merge(kinds) if kinds else "text"
+    kind = spec.get("type")
+    return _SCHEMA_KINDS.get(kind, "text") if isinstance(kind, str) else "text"
+
+
+def _with_system_columns(fields: list[Column], indexed: bool) -> list[Column]:
+    for column in fields:
+        if column.name in RESERVED:
+            raise InvalidInput(f"a record field is named {column.name!r}, which the load keeps for itself")
+        if not column.name or len(column.name.encode("utf-8")) > NAME_BYTES_MAX or "\x00" in column.name:
+            raise InvalidInput(f"field name {column.name!r} cannot be a column: it must be 1 to "
+                               f"{NAME_BYTES_MAX} bytes of UTF-8 without NUL")
+    system = [Column(PARTITION, "text"), Column(RUN_ID, "text")]
+    if indexed:
+        system.append(Column(INDEX, "int"))
+    return system + fields
+
+
+def rows(records: Iterable[dict[str, Any]], columns: list[Column], partition: str, run_id: str,
+         model: type[pydantic.BaseModel] | None = None) -> Generator[tuple[Any, ...], None, None]:
+    """Each record as a tuple in ``columns`` order: nested values JSON-encoded, a value of
+    another kind than its column's as text (ints widen to floats). With ``model`` every record
+    is validated first; a record that fails is a clear error naming its row."""
+    names = [c.name for c in columns[2:]]
+    kinds = [c.kind for c in columns[2:]]
+    fixed = (partition, run_id)
+    for number, record in enumerate(records):
+        fields = fields_of(record)
+        if model is not None:
+            try:
+                fields = model.model_validate(fields).model_dump(mode="json")
+            except pydantic.ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise InvalidInput(f"partition {partition!r} row {number}: {where}: {first['msg']}") from None
+        values = []
+        for name, kind in zip(names, kinds, strict=True):
+            value = record.get("index") if name == INDEX else fields.get(name)
+            values.append(None if value is None else _cell(value, kind))
+        yield fixed + tuple(values)
+
+
+def _cell(value: Any, kind: Kind) -> Any:
+    if kind == "json":
+        return _JSON.encode(value).decode()
+    actual = value_kind(value)
+    if actual == kind or (kind == "float" and actual == "int"):
+        return value
+    return _JSON.encode(value).decode() if actual == "json" else str(value)
