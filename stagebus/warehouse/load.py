@@ -22,7 +22,7 @@ from stagebus.consumer import Snapshot, changes, read
 from stagebus.errors import InvalidInput
 from stagebus.projections import LedgerEntry
 from stagebus.warehouse import columns as _columns
-from stagebus.warehouse.targets import Action, PartitionLoad, Target, open_target
+from stagebus.warehouse.targets import Action, PartitionLoad, Target, check_target, open_target
 
 Progress = Callable[[int, int], None]  # (partitions done, partitions to do)
 
@@ -67,13 +67,15 @@ def load(dataset: str, to: str | Target, table: str, *, output: str = "normalize
     name, or a table with other columns; :class:`~stagebus.errors.WarehouseError` when the
     target cannot be reached or fails mid-load (the partition in flight is left as it was).
     """
-    target = open_target(to) if isinstance(to, str) else to
-    try:
-        with read(dataset, as_of=as_of, output=output, home=home, store=store) as snapshot:
+    if isinstance(to, str):
+        check_target(to, table)  # bad input is refused before anything is read or connected to
+    with read(dataset, as_of=as_of, output=output, home=home, store=store) as snapshot:
+        target = open_target(to) if isinstance(to, str) else to
+        try:
             return _load(snapshot, target, table, schema, home, store, progress, partitions)
-    finally:
-        if isinstance(to, str):
-            target.close()
+        finally:
+            if isinstance(to, str):
+                target.close()
 
 
 def _load(snapshot: Snapshot, target: Target, table: str, schema: type[pydantic.BaseModel] | None,

@@ -91,14 +91,35 @@ class Target(abc.ABC):
 
 def open_target(url: str) -> Target:
     """``postgresql://…`` (or ``postgres://…``) or ``sqlite:///PATH``."""
-    scheme = url.partition(":")[0].lower()
-    if scheme in ("postgresql", "postgres"):
+    if _is_postgres(check_url(url)):
         from stagebus.warehouse.postgres import PostgresTarget
 
         return PostgresTarget(url)
+    return SqliteTarget(Path(url.removeprefix("sqlite:///")))
+
+
+def check_url(url: str) -> str:
+    """Refuse, with :class:`InvalidInput`, a warehouse URL of another kind or one that does not
+    parse; returns its scheme."""
+    scheme = url.partition(":")[0].lower()
+    if _is_postgres(scheme):
+        try:
+            urlsplit(url).port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError as exc:
+            raise InvalidInput(f"malformed warehouse URL {redact_url(url)!r}: {scrub(str(exc), url)}") from None
+        return scheme
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
-        return SqliteTarget(Path(url.removeprefix("sqlite:///")))
+        return "sqlite"
     raise InvalidInput(f"unknown warehouse URL {redact_url(url)!r}: use postgresql://USER@HOST/DB or sqlite:///PATH")
+
+
+def check_target(url: str, table: str) -> None:
+    """The checks of a URL and a table name that need no connection."""
+    split_table(table, schemas=_is_postgres(check_url(url)))
+
+
+def _is_postgres(scheme: str) -> bool:
+    return scheme in ("postgresql", "postgres")
 
 
 def split_table(table: str, *, schemas: bool) -> tuple[str | None, str]:
