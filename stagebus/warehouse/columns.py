@@ -55,33 +55,48 @@ def infer(records: Iterable[dict[str, Any]]) -> list[Column]:
     """Columns from the records themselves, in first-seen order: a field whose values are all
     one kind (nulls aside) gets it; ints mixed with floats are ``float``; any other mix is
     ``text``; a field that is only ever null is ``text``."""
-    kinds: dict[str, set[Kind]] = {}
+    types: dict[str, set[type]] = {}  # the Python types seen: cheaper per value than kinds
+    shapes: set[tuple[tuple[str, ...], tuple[type, ...]]] = set()  # most records share one shape
     indexed = True
     seen = False
     for record in records:
         seen = True
-        indexed = indexed and is_indexed(record)
-        for name, value in fields_of(record).items():
-            found = kinds.setdefault(name, set())
-            if value is not None:
-                found.add(value_kind(value))
-    fields = [Column(name, _merge(found)) for name, found in kinds.items()]
-    return _with_system_columns(fields, indexed and seen)
+        if indexed and not is_indexed(record):
+            indexed = False
+        fields = fields_of(record)
+        shape = (tuple(fields), tuple(map(type, fields.values())))
+        if shape in shapes:
+            continue
+        shapes.add(shape)
+        for name, cls in zip(*shape, strict=True):
+            types.setdefault(name, set()).add(cls)
+    found_columns = [Column(name, _merge({_kind_of_type(t) for t in found if t is not type(None)}))
+                     for name, found in types.items()]
+    return _with_system_columns(found_columns, indexed and seen)
 
 
-def value_kind(value: Any) -> Kind:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, (dict, list)):
-        return "json"
+def _kind_of_type(cls: type) -> Kind:
+    for base, kind in _KIND_BY_TYPE:
+        if issubclass(cls, base):
+            return kind
     return "text"
 
 
+_KIND_BY_TYPE: tuple[tuple[type, Kind], ...] = ((bool, "bool"), (int, "int"), (float, "float"), (dict, "json"),
+                                                (list, "json"))  # bool before int: it is one
+# The Python types a column of each kind takes as they are; any other value is converted.
+_TAKES: dict[Kind, frozenset[type]] = {"bool": frozenset({bool}), "int": frozenset({int}),
+                                       "float": frozenset({float, int}), "text": frozenset({str}),
+                                       "json": frozenset()}
+
+
+def value_kind(value: Any) -> Kind:
+    return _kind_of_type(type(value))
+
+
 def _merge(kinds: set[Kind]) -> Kind:
+    if not kinds:
+        return "text"
     if len(kinds) == 1:
         return next(iter(kinds))
     if kinds == {"int", "float"}:
@@ -118,23 +133,28 @@ def rows(records: Iterable[dict[str, Any]], columns: list[Column], partition: st
     """Each record as a tuple in ``columns`` order: nested values JSON-encoded, a value of
     another kind than its column's as text (ints widen to floats). With ``model`` every record
     is validated first; a record that fails is a clear error naming its row."""
-    names = [c.name for c in columns[2:]]
-    kinds = [c.kind for c in columns[2:]]
+    indexed = len(columns) > 2 and columns[2].name == INDEX
+    data = columns[3:] if indexed else columns[2:]
+    names = [c.name for c in data]
+    takes = [(_TAKES[c.kind], c.kind) for c in data]
     fixed = (partition, run_id)
     for number, record in enumerate(records):
-        fields = fields_of(record)
+        fields = record["record"] if indexed else record
         if model is not None:
-            try:
-                fields = model.model_validate(fields).model_dump(mode="json")
-            except pydantic.ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                raise InvalidInput(f"partition {partition!r} row {number}: {where}: {first['msg']}") from None
-        values = []
-        for name, kind in zip(names, kinds, strict=True):
-            value = record.get("index") if name == INDEX else fields.get(name)
-            values.append(None if value is None else _cell(value, kind))
-        yield fixed + tuple(values)
+            fields = _validated(model, fields, partition, number)
+        values = [v if (v := fields.get(name)) is None or type(v) in ok else _cell(v, kind)
+                  for name, (ok, kind) in zip(names, takes, strict=True)]
+        yield (*fixed, record.get("index"), *values) if indexed else (*fixed, *values)
+
+
+def _validated(model: type[pydantic.BaseModel], fields: dict[str, Any], partition: str,
+               number: int) -> dict[str, Any]:
+    try:
+        return model.model_validate(fields).model_dump(mode="json")
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"partition {partition!r} row {number}: {where}: {first['msg']}") from None
 
 
 def _cell(value: Any, kind: Kind) -> Any:
