@@ -10,7 +10,8 @@ Nested values (objects, arrays) are ``json``: JSONB in PostgreSQL, JSON text in 
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable
+import operator
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, Literal, NamedTuple
 
 import msgspec
@@ -136,15 +137,40 @@ def rows(records: Iterable[dict[str, Any]], columns: list[Column], partition: st
     indexed = len(columns) > 2 and columns[2].name == INDEX
     data = columns[3:] if indexed else columns[2:]
     names = [c.name for c in data]
-    takes = [(_TAKES[c.kind], c.kind) for c in data]
+    takes = [(_TAKES[c.kind] | {type(None)}, c.kind) for c in data]
+    pick = _picker(names)
+    fits: set[tuple[type, ...]] = set()  # shapes of value types the columns take as they are
     fixed = (partition, run_id)
     for number, record in enumerate(records):
         fields = record["record"] if indexed else record
         if model is not None:
             fields = _validated(model, fields, partition, number)
-        values = [v if (v := fields.get(name)) is None or type(v) in ok else _cell(v, kind)
-                  for name, (ok, kind) in zip(names, takes, strict=True)]
+        values = pick(fields)
+        shape = tuple(map(type, values))
+        if shape not in fits:
+            if all(cls in ok for cls, (ok, _) in zip(shape, takes, strict=True)):
+                fits.add(shape)
+            else:
+                values = tuple(v if type(v) in ok else _cell(v, kind)
+                               for v, (ok, kind) in zip(values, takes, strict=True))
         yield (*fixed, record.get("index"), *values) if indexed else (*fixed, *values)
+
+
+def _picker(names: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """The values of ``names`` from a record, None for a missing one; a C-level itemgetter while
+    the record has them all (the usual case)."""
+    getter = operator.itemgetter(*names) if names else None
+
+    def pick(fields: dict[str, Any]) -> tuple[Any, ...]:
+        if getter is None:
+            return ()
+        try:
+            values = getter(fields)
+        except KeyError:
+            return tuple(fields.get(n) for n in names)
+        return (values,) if len(names) == 1 else values
+
+    return pick
 
 
 def _validated(model: type[pydantic.BaseModel], fields: dict[str, Any], partition: str,
