@@ -22,7 +22,7 @@ from stagebus.consumer import Snapshot, changes, read
 from stagebus.errors import InvalidInput
 from stagebus.projections import LedgerEntry
 from stagebus.warehouse import columns as _columns
-from stagebus.warehouse.targets import Action, PartitionLoad, Target, check_target, open_target
+from stagebus.warehouse.targets import Action, Outcome, PartitionLoad, Target, check_target, open_target
 
 Progress = Callable[[int, int], None]  # (partitions done, partitions to do)
 
@@ -145,3 +145,25 @@ def _columns_for(snapshot: Snapshot, entries: list[LedgerEntry],
 def _records(snapshot: Snapshot, entries: list[LedgerEntry]) -> Iterator[dict[str, Any]]:
     for entry in entries:
         yield from snapshot.records(entry)
+
+
+def load_partition(target: Target, table: str, plan: PartitionLoad, records: Callable[[], Iterator[dict[str, Any]]],
+                   schema: type[pydantic.BaseModel] | None = None) -> Outcome:
+    """Load one partition's records (``records()`` opens them; it may be called twice: once to
+    infer the columns, once to copy) under ``plan``'s position, as :func:`load` does for each
+    partition. Columns come from this partition alone. What a stage uses
+    (:func:`~stagebus.warehouse.stage.warehouse_stage`)."""
+    columns: list[_columns.Column] = []
+    tracked = target.tracked(table).get(plan.partition)
+    if tracked is None or tracked[1] < plan.position:
+        if schema is not None:
+            first = next(records(), None)
+            columns = _columns.from_model(schema, indexed=first is not None and _columns.is_indexed(first))
+        else:
+            columns = _columns.infer(records())
+        target.prepare(table, columns)
+    rows = _columns.rows(records(), columns, plan.partition, plan.run_id, schema)
+    try:
+        return target.replace_partition(table, columns, plan, rows)
+    finally:
+        rows.close()

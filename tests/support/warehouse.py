@@ -7,6 +7,8 @@ server does not answer the test skips, except under ``CI=true``, where it fails.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -17,6 +19,8 @@ from typing import Any
 import pytest
 
 from stagebus.actors.embedded import EmbeddedRunner
+from stagebus.events import PartitionIngested, RunOpened, RunSealed
+from stagebus.pipeline.definition import Pipeline, PipelineRegistry
 from stagebus.projections.reader import Projections
 from stagebus.store import SqliteEventStore
 from support import toy
@@ -70,15 +74,26 @@ def query(url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[
         return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
 
 
-def run_toy(home: Path, run_id: str, partitions: dict[str, list[dict[str, Any]]]) -> int:
-    """Publish ``partitions`` of dataset ``nums`` in run ``run_id`` and run the toy pipeline
-    (load → double → total) embedded until idle; returns the log's head after it."""
+def run_toy(home: Path, run_id: str, partitions: dict[str, list[dict[str, Any]]],
+            pipeline: Pipeline | None = None) -> int:
+    """Publish ``partitions`` of dataset ``nums`` in run ``run_id`` and run ``pipeline`` (the toy
+    pipeline, load → double → total, by default) embedded until idle; returns the log's head."""
+    pipeline = pipeline or toy.toy_pipeline()
     home.mkdir(parents=True, exist_ok=True)
     store = SqliteEventStore(home / "log.db")
     projections = Projections(store, home / "projections")
     try:
-        toy.publish(store, home, run_id, partitions)
-        with EmbeddedRunner(store, projections, home / "artifacts", toy.registry(), workers=2) as runner:
+        store.append_one(RunOpened(run_id=run_id, pipeline=pipeline.name, pipeline_version=pipeline.version,
+                                   plan=pipeline.plan()))
+        for name, records in partitions.items():
+            path = home / f"source-{run_id}-{name}.jsonl"
+            path.write_text("".join(json.dumps(r) + "\n" for r in records))
+            data = path.read_bytes()
+            store.append_one(PartitionIngested(run_id=run_id, dataset="nums", partition=name, uri=path.as_uri(),
+                                               content_hash=hashlib.sha256(data).hexdigest(), size=len(data)))
+        store.append_one(RunSealed(run_id=run_id, partitions=tuple(f"nums/{name}" for name in partitions)))
+        with EmbeddedRunner(store, projections, home / "artifacts", PipelineRegistry([pipeline]),
+                            workers=2) as runner:
             assert runner.run().ok
         return store.head()
     finally:
