@@ -19,7 +19,6 @@ from stagebus.warehouse.columns import PARTITION, Column, Kind
 from stagebus.warehouse.targets import (
     DDL_LOCK,
     TRACKING_TABLE,
-    CountedRows,
     Outcome,
     PartitionLoad,
     Target,
@@ -116,18 +115,19 @@ class PostgresTarget(Target):
                 return outcome
             cur.execute(sql.SQL("DELETE FROM {} WHERE {} = %s").format(target, sql.Identifier(PARTITION)),
                         (load.partition,))
-            counted = CountedRows(rows)
             copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
                 target, sql.SQL(", ").join(sql.Identifier(c.name) for c in columns))
+            count = 0
             with cur.copy(copy_sql) as copy:
-                for row in counted:
-                    copy.write_row(row)
+                write = copy.write_row
+                for count, row in enumerate(rows, start=1):  # noqa: B007 - count is the total after
+                    write(row)
             cur.execute(sql.SQL("UPDATE {} SET run_id = %s, stage = %s, output = %s, position = %s, rows = %s, "
                                 "sha256 = %s, loaded_at = now() WHERE target_table = %s AND partition = %s")
                         .format(tracking),
-                        (load.run_id, load.stage, load.output, load.position, counted.count, load.sha256, name,
+                        (load.run_id, load.stage, load.output, load.position, count, load.sha256, name,
                          load.partition))
-        return Outcome("loaded", counted.count, load.run_id, load.position)
+        return Outcome("loaded", count, load.run_id, load.position)
 
     def close(self) -> None:
         self._conn.close()
