@@ -7,6 +7,8 @@ Homes are filled by the real embedded runner: the toy pipeline (records ``{"n": 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from typer.testing import CliRunner, Result
 
 from stagebus.cli import app
 from stagebus.errors import InvalidInput
-from stagebus.warehouse import Column, PartitionLoad, load, open_target
+from stagebus.warehouse import Column, PartitionLoad, load, load_partition, open_target
 from support.warehouse import query, run_toy, scratch_database
 
 OUTPUT = "load.numbers"
@@ -253,3 +255,50 @@ def test_an_unknown_dataset_or_bad_table_is_refused_before_the_warehouse_changes
     assert "no dataset 'runways'" in unknown.output and "is not NAME or SCHEMA.NAME" in bad_table.output
     assert "give --to URL or set STAGEBUS_LOAD_DSN" in missing.output
     assert query(postgres, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+
+
+@pytest.mark.postgres
+def test_a_schema_qualified_table_keeps_its_tracking_table_in_that_schema(postgres: str, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    run_toy(home, "r1", {"a": numbers(1, 2)})
+    for _ in range(2):
+        load("nums", postgres, "staging.nums", output=OUTPUT, home=home)
+    assert query(postgres, "SELECT count(*) FROM staging.nums") == [(2,)]
+    assert query(postgres, "SELECT target_table, partition, rows FROM staging.stagebus_loads") == [("nums", "a", 2)]
+
+
+def test_another_dataset_is_not_loaded_over_a_partition_of_the_first(warehouse: str, tmp_path: Path) -> None:
+    # Given nums/a loaded into table t
+    home = tmp_path / "home"
+    run_toy(home, "r1", {"a": numbers(1)})
+    load("nums", warehouse, "t", output=OUTPUT, home=home)
+    with open_target(warehouse) as target:
+        other = PartitionLoad("other", "a", "r9", "load", "numbers", 10**6, "0" * 64)
+        # When a partition a of another dataset is loaded into t / Then it is refused, t unchanged
+        with pytest.raises(InvalidInput, match="holds partition 'a' of dataset 'nums', not 'other'"):
+            target.replace_partition("t", [], other, iter([]))
+    assert query(warehouse, "SELECT _partition, n FROM t") == [("a", 1)]
+
+
+def test_a_retry_after_the_commit_finds_its_tracking_row(warehouse: str) -> None:
+    # Given a partition loaded under a position (as a load stage does, before its manifest)
+    plan = PartitionLoad("nums", "a", "r1", "double", "numbers", 7, "0" * 64)
+    with open_target(warehouse) as target:
+        first = load_partition(target, "t", plan, lambda: iter([{"n": 1}, {"n": 2}]))
+        # When the same task runs again (its process died before the manifest was appended)
+        again = load_partition(target, "t", plan, lambda: iter([{"n": 1}, {"n": 2}]))
+    # Then the second finds the load done and writes nothing
+    assert (first.action, first.rows) == ("loaded", 2)
+    assert (again.action, again.rows) == ("already_loaded", 2)
+    assert query(warehouse, "SELECT count(*) FROM t") == [(2,)]
+
+
+def test_without_psycopg_the_command_names_the_extra(airports: Path) -> None:
+    # Given psycopg cannot be imported / When loading into PostgreSQL
+    hide = "import sys; sys.modules['psycopg'] = None; from stagebus.cli import main; main()"
+    done = subprocess.run([sys.executable, "-c", hide, "--home", str(airports), "load", "--dataset", "airports",
+                           "--table", "airports", "--to", "postgresql://loader:hunter2@127.0.0.1/w"],
+                          capture_output=True, text=True, timeout=60)
+    # Then one line names the extra to install
+    assert done.returncode == 2
+    assert done.stderr == "stagebus: error: loading into PostgreSQL needs psycopg: pip install 'stagebus[postgres]'\n"
