@@ -161,8 +161,8 @@ def scrub(message: str, url: str) -> str:
     """``message`` (from a driver) with ``url`` and its password masked, on one line."""
     text = str(message).replace(url, redact_url(url))
     password = password_of(url)
-    if password:
-        text = text.replace(password, "***")
+    if password:  # wherever a driver echoed it on its own (not inside a longer word)
+        text = re.sub(rf"(?<!\w){re.escape(password)}(?!\w)", "***", text)
     return " ".join(text.split())
 
 
