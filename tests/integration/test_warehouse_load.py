@@ -302,3 +302,17 @@ def test_without_psycopg_the_command_names_the_extra(airports: Path) -> None:
     # Then one line names the extra to install
     assert done.returncode == 2
     assert done.stderr == "stagebus: error: loading into PostgreSQL needs psycopg: pip install 'stagebus[postgres]'\n"
+
+
+@pytest.mark.postgres
+def test_debug_logs_of_a_load_hold_no_password(airports: Path, postgres: str) -> None:
+    # Given a URL with a password (trust auth ignores it), one reachable and one not
+    reachable = postgres.replace("postgresql://postgres@", "postgresql://postgres:hunter2@")
+    for url in (reachable, "postgresql://postgres:hunter2@127.0.0.1:1/w"):
+        # When the command runs with every log line on
+        done = subprocess.run([sys.executable, "-c", "from stagebus.cli import main; main()", "--home", str(airports),
+                               "--log-level", "DEBUG", "load", "--dataset", "airports", "--table", "airports",
+                               "--to", url], capture_output=True, text=True, timeout=120)
+        # Then neither its output nor its logs show the password
+        assert done.returncode in (0, 1), done.stderr
+        assert "hunter2" not in done.stdout + done.stderr
