@@ -16,10 +16,12 @@ from stagebus.errors import (
     StagebusError,
     StoreError,
     StoreUnavailable,
+    WarehouseError,
 )
 from stagebus.pipeline import FileOutput, Pipeline, RetryPolicy, StageContext, StageDefinition, stage
 from stagebus.producer import Producer, PublishResult, open_producer
 from stagebus.stages import REFERENCE_STAGES, build_reference_pipeline
+from stagebus.warehouse import LoadResult, load, warehouse_stage
 
 __version__ = "0.1.0"
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "ContractError",
     "FileOutput",
     "InvalidInput",
+    "LoadResult",
     "PermanentStageError",
     "Pipeline",
     "PipelineError",
@@ -41,10 +44,13 @@ __all__ = [
     "StagebusError",
     "StoreError",
     "StoreUnavailable",
+    "WarehouseError",
     "build_reference_pipeline",
     "changes",
+    "load",
     "open_producer",
     "processor",
     "read",
     "stage",
+    "warehouse_stage",
 ]

@@ -37,6 +37,11 @@ class ReadOnlyStore(StoreError):
     """A write was attempted through a store opened read-only."""
 
 
+class WarehouseError(StagebusError):
+    """A warehouse load could not reach its target, or the target refused it (a table whose
+    columns do not match, a connection lost mid-load). Its message never holds a password."""
+
+
 class ContractError(StagebusError):
     """A stage, pipeline or output broke its declared contract. Never retried."""
 

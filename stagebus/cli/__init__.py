@@ -26,7 +26,7 @@ from stagebus.errors import InvalidInput, StagebusError
 # Modules of this package that add commands; one that is not there (yet) is skipped.
 COMMAND_MODULES = ("publish", "run", "runs", "why", "demo", "state", "manifest", "rejects", "export", "query", "log",
                    "replay", "pipeline", "gc", "artifacts", "fleet", "ui",
-                   "api", "keys")
+                   "api", "keys", "load")
 
 HELP_OPTION_NAMES = ["-h", "--help"]
 

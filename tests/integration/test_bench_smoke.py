@@ -11,6 +11,8 @@ import importlib
 import json
 from pathlib import Path
 
+import pytest
+
 from bench import eventsourcing_cmp, history, json_arrays, noop_run, scaling, serve, stages, verify
 from bench.__main__ import BENCHMARKS
 from bench.results import run_all
@@ -227,3 +229,20 @@ def test_api_bench_measures_latency_and_both_throughputs_at_a_tiny_size(tmp_path
     assert figures["submit_to_completed_p99_ms"] >= figures["submit_to_completed_p50_ms"] > 0
     assert figures["submits_per_s"] > 0 and figures["bare_submits_per_s"] > 0 and figures["ratio_ours_to_bare"] > 0
     assert json.loads((tmp_path / "api.json").read_text()) == figures
+
+
+@pytest.mark.postgres
+def test_warehouse_bench_loads_and_copies_a_tiny_dataset(tmp_path: Path) -> None:
+    from bench import warehouse
+    from support.warehouse import ADMIN_DSN, require_postgres
+
+    # Given the machine's PostgreSQL / When the warehouse bench runs at 50 rows in 2 partitions
+    require_postgres()
+    parser = argparse.ArgumentParser()
+    warehouse.add_arguments(parser)
+    args = parser.parse_args(["--rows", "50", "--partitions", "2", "--repeats", "1", "--dsn", ADMIN_DSN,
+                              "--json", str(tmp_path / "warehouse.json")])
+    report = warehouse.run(args)
+    # Then both sides report a rate and the figures are written as JSON
+    assert report["rows"] == 50 and report["ours_rows_per_s"] > 0 and report["raw_copy_rows_per_s"] > 0
+    assert json.loads((tmp_path / "warehouse.json").read_text()) == report
