@@ -13,7 +13,7 @@ PACKAGE = Path(stagebus.__file__).parent
 LAYERS = {
     "errors": 0, "events": 0, "store": 1, "settings": 1, "projections": 2, "artifacts": 3,
     "pipeline": 4, "actors": 5, "stages": 6, "producer": 7, "consumer": 7, "cli": 7,
-    "api": 7,
+    "api": 7, "warehouse": 7,
 }
 
 
