@@ -1,6 +1,6 @@
 """Layers point one way: ``events`` ← ``store`` ← ``projections`` ← ``artifacts`` ← ``pipeline``
-← ``actors`` ← ``stages`` ← ``producer``, ``consumer``, ``cli``. A module may import its own layer and those
-below it, never one above (lazy imports inside functions count too)."""
+← ``actors`` ← ``stages`` ← ``producer``, ``consumer``, ``warehouse``, ``cli``, ``api``. A module may
+import its own layer and those below it, never one above (lazy imports inside functions count too)."""
 
 from __future__ import annotations
 
