@@ -25,6 +25,7 @@ from stagebus.api.errors import ApiError, validation_details
 from stagebus.api.processors import ProcessorRegistry
 from stagebus.api.schemas import PipelineCreate, PipelineUpdate
 from stagebus.artifacts.integrity import verify_artifact
+from stagebus.artifacts.store import ArtifactStore
 from stagebus.events import (
     Artifact,
     PartitionIngested,
@@ -60,14 +61,14 @@ class BatchReceipt(msgspec.Struct, frozen=True, kw_only=True):
 
 class Service:
     def __init__(self, store: EventStore, projections: Projections, processors: ProcessorRegistry,
-                 pipelines: batches.BatchPipelines, *, batch_dir: Path, artifacts_root: Path,
+                 pipelines: batches.BatchPipelines, *, batch_dir: Path, artifacts: ArtifactStore,
                  on_submitted: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.projections = projections
         self.processors = processors
         self.pipelines = pipelines
         self.batch_dir = batch_dir
-        self.artifacts_root = artifacts_root
+        self.artifacts = artifacts
         self.on_submitted = on_submitted
         self._writes = threading.Lock()  # a submit and a delete of one process never interleave
         self._caught_up_at = 0.0
@@ -250,7 +251,7 @@ class Service:
         if row.rejects is None:
             return [], None
         artifact = msgspec.convert(row.rejects, Artifact)
-        path = self.artifacts_root / artifact.path
+        path = self.artifacts.path(artifact)
         verify_artifact(path, artifact)
         items: list[dict[str, Any]] = []
         with path.open("rb") as fh:

@@ -13,7 +13,7 @@ from typing import Literal
 
 import msgspec
 
-from stagebus.artifacts.local import ArtifactStore, manifest_json
+from stagebus.artifacts.store import ArtifactStore, manifest_json
 from stagebus.events import Manifest
 
 
