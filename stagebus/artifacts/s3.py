@@ -105,7 +105,7 @@ class S3ArtifactStore(ArtifactStore):
         self.part_size = part_size
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_transient), stop=tenacity.stop_after_attempt(attempts),
-            wait=tenacity.wait_exponential_jitter(initial=0.2, max=5.0), reraise=True)
+            wait=tenacity.wait_exponential(multiplier=0.2, max=5.0) + tenacity.wait_random(0, 0.2), reraise=True)
         self._empty_stored = False
 
     @property
