@@ -67,6 +67,10 @@ _OBJECT_KEY = re.compile(r"objects/[0-9a-f]{2}/[0-9a-f]{64}")
 _RETRY_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
                           "ServiceUnavailable", "InternalError", "RequestTimeout", "ConditionalRequestConflict",
                           "500", "503"})
+# Codes that mean the deployment is wrong (bucket, credentials, permissions), not the data: a
+# task waits, uncharged, until an operator fixes it, as for a full disk.
+_SETUP_CODES = frozenset({"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                          "ExpiredToken", "InvalidToken", "AllAccessDisabled", "403"})
 ATTEMPTS = 5
 
 
@@ -133,7 +137,9 @@ class S3ArtifactStore(ArtifactStore):
             return self._retrying.copy()(operation)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, ConnectionError,
                 TimeoutError) as exc:
-            if not _transient(exc) and not isinstance(exc, botocore.exceptions.NoCredentialsError):
+            setup = isinstance(exc, botocore.exceptions.NoCredentialsError) or (
+                isinstance(exc, botocore.exceptions.ClientError) and _code(exc) in _SETUP_CODES)
+            if not _transient(exc) and not setup:
                 raise
             detail = _code(exc) if isinstance(exc, botocore.exceptions.ClientError) else type(exc).__name__
             raise ArtifactStoreUnavailable(f"artifact store {self._url} unavailable ({what}): {detail}") from None

@@ -149,7 +149,11 @@ class ArtifactStore(abc.ABC):
             target.parent.mkdir(parents=True, exist_ok=True)
             made.add(target.parent)
         tmp = self.tmp_dir / f"{HOST}-{os.getpid()}-{uuid.uuid4().hex}.view"
-        tmp.write_bytes(data)
+        try:
+            tmp.write_bytes(data)
+        except FileNotFoundError:  # opened read-only, or a cache someone removed: views are rebuilt
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
         os.replace(tmp, target)
 
     def sweep(self) -> int:
