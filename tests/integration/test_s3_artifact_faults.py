@@ -1,0 +1,142 @@
+"""The S3 artifact store when S3 misbehaves: throttling and dropped connections are retried, an
+unreachable endpoint is one clear infrastructure error, and an interrupted multipart upload
+leaves nothing under the object's name. Against a real S3 HTTP API (moto_server); faults come
+from a client that wraps the real one and fails chosen calls first, with botocore's own errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import botocore.exceptions
+import pytest
+
+from stagebus.actors.failures import classify
+from stagebus.artifacts.s3 import S3ArtifactStore
+from stagebus.errors import ArtifactStoreUnavailable
+from stagebus.settings import S3Location
+from support.net import free_port
+from support.s3 import ACCESS_KEY, SECRET_KEY, MotoServer
+
+pytestmark = pytest.mark.s3
+MiB = 1 << 20
+
+
+class Flaky:
+    """The real client, except that the first ``times`` calls of ``operation`` raise ``error``."""
+
+    def __init__(self, client: Any, operation: str, error: BaseException, times: int) -> None:
+        self._client, self._operation, self._error, self.left = client, operation, error, times
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._client, name)
+        if name != self._operation:
+            return real
+
+        def call(**kwargs: Any) -> Any:
+            self.calls += 1
+            if self.left > 0:
+                self.left -= 1
+                raise self._error
+            return real(**kwargs)
+
+        return call
+
+
+def slow_down(operation: str) -> botocore.exceptions.ClientError:
+    return botocore.exceptions.ClientError(
+        {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
+         "ResponseMetadata": {"HTTPStatusCode": 503}}, operation)
+
+
+def store_on(client: Any, bucket: str, tmp_path: Path, **options: Any) -> S3ArtifactStore:
+    return S3ArtifactStore(S3Location(bucket, "faults"), tmp_path / "cache", client=client, **options)
+
+
+def publish(store: S3ArtifactStore, data: bytes) -> Any:
+    pending = store.pending("records")
+    pending.write(data)
+    return pending.publish()
+
+
+def test_throttled_puts_are_retried_until_they_succeed(tmp_path: Path, moto_server: MotoServer,
+                                                       s3_bucket: str) -> None:
+    # Given S3 answering the first two puts with 503 SlowDown
+    client = Flaky(moto_server.client(), "put_object", slow_down("PutObject"), times=2)
+    store = store_on(client, s3_bucket, tmp_path)
+    # When an object is published, Then it is stored after the retries, and reads back intact
+    artifact = publish(store, b"throttled but stored\n")
+    assert client.calls == 3
+    assert store_on(moto_server.client(), s3_bucket, tmp_path / "other").problem(artifact) is None
+
+
+def test_a_dropped_connection_mid_download_is_retried(tmp_path: Path, moto_server: MotoServer,
+                                                      s3_bucket: str) -> None:
+    # Given an object, and a reader whose first GET loses its connection
+    artifact = publish(store_on(moto_server.client(), s3_bucket, tmp_path / "writer"), os.urandom(3 * MiB))
+    error = botocore.exceptions.ConnectionClosedError(endpoint_url="http://s3.invalid")
+    client = Flaky(moto_server.client(), "get_object", error, times=1)
+    reader = store_on(client, s3_bucket, tmp_path / "reader")
+    # When it reads, Then the download is retried and the cached copy is whole
+    path = reader.path(artifact)
+    assert client.calls == 2 and path.stat().st_size == artifact.bytes
+
+
+def test_throttling_that_never_ends_is_one_infrastructure_error(tmp_path: Path, moto_server: MotoServer,
+                                                                 s3_bucket: str) -> None:
+    # Given S3 that throttles every put
+    client = Flaky(moto_server.client(), "put_object", slow_down("PutObject"), times=10**6)
+    store = store_on(client, s3_bucket, tmp_path, attempts=3)
+    # When an object is published, Then the retries are bounded and the error is an infrastructure fault
+    with pytest.raises(ArtifactStoreUnavailable, match="SlowDown") as caught:
+        publish(store, b"never stored\n")
+    assert client.calls == 3 and classify(caught.value) == "infrastructure"
+    # And nothing was stored
+    assert moto_server.client().list_objects_v2(Bucket=s3_bucket).get("KeyCount", 0) == 0
+
+
+def test_an_unreachable_endpoint_is_one_clear_error_without_secrets(tmp_path: Path) -> None:
+    # Given an endpoint nothing listens on, with credentials configured
+    import boto3
+
+    endpoint = f"http://{ACCESS_KEY}:{SECRET_KEY}@127.0.0.1:{free_port()}"
+    client = boto3.session.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                                   region_name="us-east-1").client(
+        "s3", endpoint_url=endpoint, config=botocore.config.Config(retries={"max_attempts": 1}, connect_timeout=1))
+    store = store_on(client, "no-such-host-bucket", tmp_path, attempts=2)
+    # When an object is published
+    with pytest.raises(ArtifactStoreUnavailable) as caught:
+        publish(store, b"nowhere to go\n")
+    # Then the message names the store and the fault, never a credential
+    message = str(caught.value)
+    assert "s3://no-such-host-bucket/faults" in message and "unavailable" in message
+    assert SECRET_KEY not in message and ACCESS_KEY not in message
+
+
+def test_a_wrong_bucket_is_an_infrastructure_fault(tmp_path: Path, moto_server: MotoServer) -> None:
+    store = store_on(moto_server.client(), "bucket-nobody-made", tmp_path)
+    with pytest.raises(ArtifactStoreUnavailable, match="NoSuchBucket") as caught:
+        publish(store, b"x\n")
+    assert classify(caught.value) == "infrastructure"
+
+
+def test_an_interrupted_multipart_upload_leaves_nothing_under_the_name(tmp_path: Path, moto_server: MotoServer,
+                                                                       s3_bucket: str) -> None:
+    # Given a multipart upload whose completion fails for good
+    raw = moto_server.client()
+    error = botocore.exceptions.ClientError({"Error": {"Code": "InternalError"},
+                                             "ResponseMetadata": {"HTTPStatusCode": 500}}, "CompleteMultipartUpload")
+    client = Flaky(raw, "complete_multipart_upload", error, times=10**6)
+    store = store_on(client, s3_bucket, tmp_path, multipart_threshold=5 * MiB, part_size=5 * MiB, attempts=2)
+    data = os.urandom(10 * MiB + 1)
+    with pytest.raises(ArtifactStoreUnavailable):
+        publish(store, data)
+    # Then no object exists under the prefix and the upload was aborted, not left to linger
+    assert raw.list_objects_v2(Bucket=s3_bucket, Prefix="faults/").get("KeyCount", 0) == 0
+    assert raw.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    # When S3 recovers and the task publishes again, Then the object is stored whole
+    artifact = publish(store_on(raw, s3_bucket, tmp_path / "retry", multipart_threshold=5 * MiB,
+                                part_size=5 * MiB), data)
+    assert store_on(raw, s3_bucket, tmp_path / "reader").problem(artifact) is None
