@@ -28,6 +28,7 @@ BENCHMARKS = {
     "idle": "bench.idle",
     "ui": "bench.ui",
     "api": "bench.api",
+    "artifacts": "bench.artifacts",
 }
 
 

@@ -227,3 +227,20 @@ def test_api_bench_measures_latency_and_both_throughputs_at_a_tiny_size(tmp_path
     assert figures["submit_to_completed_p99_ms"] >= figures["submit_to_completed_p50_ms"] > 0
     assert figures["submits_per_s"] > 0 and figures["bare_submits_per_s"] > 0 and figures["ratio_ours_to_bare"] > 0
     assert json.loads((tmp_path / "api.json").read_text()) == figures
+
+
+def test_artifacts_bench_writes_and_reads_both_backends_at_a_tiny_size(tmp_path: Path) -> None:
+    from bench import artifacts
+    from support.s3 import require_moto
+
+    require_moto()  # S3 is a moto_server the bench starts itself
+    parser = argparse.ArgumentParser()
+    artifacts.add_arguments(parser)
+    args = parser.parse_args(["--objects", "2", "--size-mib", "0.25", "--repeats", "1",
+                              "--json", str(tmp_path / "artifacts.json")])
+    figures = artifacts.run(args)
+    assert set(figures["mb_per_s"]) == {"local_write", "raw_local_write", "local_read", "raw_local_read",
+                                        "s3_write", "raw_s3_write", "s3_read_cold_cache", "raw_s3_read"}
+    assert all(rate > 0 for rate in figures["mb_per_s"].values())
+    assert figures["ratio_s3_write"] > 0 and figures["ratio_s3_read_cold_cache"] > 0
+    assert json.loads((tmp_path / "artifacts.json").read_text()) == figures
