@@ -9,7 +9,8 @@ content addressing never turns a write into a no-op) and reads them back as a st
 - **S3, ours**: the same writes through :class:`S3ArtifactStore` (spool to a temp file while
   hashing, ``PutObject`` with ``If-None-Match: *``, temp file kept as the cached copy); read from
   a cold cache = ``path()`` (streamed download, verify, rename) + ``VerifiedReader`` to the end.
-  **S3, raw**: a plain boto3 ``put_object`` / ``get_object().read()`` loop on the same bytes.
+  **S3, raw**: a plain boto3 ``put_object`` / ``get_object().read()`` loop on the same bytes (the
+  whole object in memory), and, as a second read baseline, ``get_object`` streamed to a file.
 
 ratio = our MB/s / raw MB/s, per direction and backend, best of ``--repeats`` (alternating). The
 S3 figures are moto's: a Python server on this machine, so they show our overhead against the
@@ -148,6 +149,18 @@ def raw_s3_read(client: Any, bucket: str, keys: list[str]) -> int:
     return sum(len(client.get_object(Bucket=bucket, Key=key)["Body"].read()) for key in keys)
 
 
+def raw_s3_read_to_file(client: Any, bucket: str, keys: list[str], directory: Path) -> int:
+    """The streaming raw read (what bounded memory costs without hashing): blocks to a file."""
+    total = 0
+    for key in keys:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        with (directory / uuid.uuid4().hex).open("wb") as out:
+            for chunk in body.iter_chunks(8 * MiB):
+                out.write(chunk)
+                total += len(chunk)
+    return total
+
+
 def timed(work: Callable[..., Any], *args: Any) -> tuple[float, Any]:
     started = time.perf_counter()
     result = work(*args)
@@ -191,6 +204,9 @@ def measure(tmp: Path, endpoint: str, objects: int, size: int, repeats: int) -> 
         seconds, read = timed(raw_s3_read, client, bucket, keys)
         assert read == objects * size
         keep("raw_s3_read", seconds)
+        seconds, read = timed(raw_s3_read_to_file, client, bucket, keys, raw_dir)
+        assert read == objects * size
+        keep("raw_s3_read_to_file", seconds)
         for path in tmp.iterdir():  # keep the disk use of one trial
             if path.is_dir() and path.name != "logs":
                 shutil.rmtree(path)
@@ -198,6 +214,8 @@ def measure(tmp: Path, endpoint: str, objects: int, size: int, repeats: int) -> 
     rates = {name: round(megabytes / seconds, 1) for name, seconds in best.items()}
     ratios = {f"ratio_{name}": round(rates[name] / rates[f"raw_{name.removesuffix('_cold_cache')}"], 3)
               for name in ("local_write", "local_read", "s3_write", "s3_read_cold_cache")}
+    streamed = rates["s3_read_cold_cache"] / rates["raw_s3_read_to_file"]
+    ratios["ratio_s3_read_cold_cache_to_streamed_raw"] = round(streamed, 3)
     return {"objects": objects, "object_bytes": size, "repeats": repeats, "mb_per_s": rates, **ratios}
 
 
@@ -221,6 +239,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                  ["local read (verified)", rates["local_read"], rates["raw_local_read"], figures["ratio_local_read"]],
                  ["S3 write", rates["s3_write"], rates["raw_s3_write"], figures["ratio_s3_write"]],
                  ["S3 read, cold cache (verified)", rates["s3_read_cold_cache"], rates["raw_s3_read"],
-                  figures["ratio_s3_read_cold_cache"]]])
+                  figures["ratio_s3_read_cold_cache"]],
+                 ["  vs raw get_object streamed to a file", rates["s3_read_cold_cache"], rates["raw_s3_read_to_file"],
+                  figures["ratio_s3_read_cold_cache_to_streamed_raw"]]])
     args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return figures

@@ -240,7 +240,8 @@ def test_artifacts_bench_writes_and_reads_both_backends_at_a_tiny_size(tmp_path:
                               "--json", str(tmp_path / "artifacts.json")])
     figures = artifacts.run(args)
     assert set(figures["mb_per_s"]) == {"local_write", "raw_local_write", "local_read", "raw_local_read",
-                                        "s3_write", "raw_s3_write", "s3_read_cold_cache", "raw_s3_read"}
+                                        "s3_write", "raw_s3_write", "s3_read_cold_cache", "raw_s3_read",
+                                        "raw_s3_read_to_file"}
     assert all(rate > 0 for rate in figures["mb_per_s"].values())
     assert figures["ratio_s3_write"] > 0 and figures["ratio_s3_read_cold_cache"] > 0
     assert json.loads((tmp_path / "artifacts.json").read_text()) == figures
