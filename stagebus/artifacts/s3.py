@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 import tenacity
 
 from stagebus.artifacts.local import LocalArtifactStore
-from stagebus.artifacts.pending import HOST
+from stagebus.artifacts.pending import EMPTY_SHA256, HOST
 from stagebus.artifacts.store import ArtifactStore, Collected, grace_cutoff
 from stagebus.errors import ArtifactCorrupted, ArtifactStoreUnavailable, InvalidInput
 from stagebus.events import Artifact
@@ -158,8 +158,8 @@ class S3ArtifactStore(ArtifactStore):
                 if _code(exc) != "PreconditionFailed":
                     raise
                 self._intact_remote(key, sha256, size, repair_from=temp)  # stored by someone else
-        if sha256 == hashlib.sha256(b"").hexdigest():
-            self._empty_stored = True
+        if sha256 == EMPTY_SHA256:
+            self._empty_stored = True  # every task has empty outputs: one HEAD per process, not per task
         self._cache.store_object(temp, sha256, size)  # the temp file becomes the cached copy
 
     def _put(self, temp: Path, key: str, sha256: str, *, conditional: bool) -> None:
@@ -229,10 +229,11 @@ class S3ArtifactStore(ArtifactStore):
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
 
     def holds_intact(self, sha256: str, size: int) -> bool:
-        if self._empty_stored and size == 0:
+        if self._empty_stored and sha256 == EMPTY_SHA256:
             return True
         intact = self._intact_remote(self.key(self.object_path(sha256)), sha256, size, repair_from=None)
-        self._empty_stored = intact and size == 0
+        if intact and sha256 == EMPTY_SHA256:
+            self._empty_stored = True
         return intact
 
     # --- reads ------------------------------------------------------------------------------
