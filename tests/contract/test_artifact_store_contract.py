@@ -156,6 +156,41 @@ def test_concurrent_writers_of_one_object_all_succeed_and_one_is_stored(backend:
     assert backend.open("reader").problem(results[0]) is None
 
 
+WRITER = """
+import sys, time
+from pathlib import Path
+from stagebus.artifacts import open_artifacts
+from stagebus.settings import Settings
+home, url, source, go = (Path(a) for a in sys.argv[1:5])
+store = open_artifacts(Settings(home=home, artifacts=str(sys.argv[2])))
+pending = store.pending("records")
+pending.write(source.read_bytes())
+while not go.exists():
+    time.sleep(0.005)
+print(pending.publish().path)
+"""
+
+
+def test_concurrent_writer_processes_of_one_object_all_succeed_and_one_is_stored(
+        tmp_path: Path, backend: Backend) -> None:
+    # Given four processes, each on a home of its own, holding the same content, released together
+    source = tmp_path / "content"
+    source.write_bytes(os.urandom(512 * 1024))
+    go = tmp_path / "go"
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / f"home{i}"), backend.url, str(source),
+                                 str(go)], env=backend.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for i in range(4)]
+    go.touch()
+    outputs = [w.communicate(timeout=120) for w in writers]
+    # Then every one succeeded with the same object, stored once and intact
+    assert [w.returncode for w in writers] == [0, 0, 0, 0], [err[-1000:] for _, err in outputs]
+    paths = {out.strip() for out, _ in outputs}
+    assert len(paths) == 1 and backend.objects() == paths
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    artifact = Artifact(name="records", path=paths.pop(), sha256=digest, bytes=512 * 1024, records=0)
+    assert backend.open("reader").problem(artifact) is None
+
+
 def test_a_write_in_progress_is_never_visible_under_a_final_name(backend: Backend) -> None:
     # Given an output half written (not yet published)
     store = backend.open("a")

@@ -69,6 +69,9 @@ def test_a_run_on_s3_artifacts_is_valid_verified_and_collectable(tmp_path: Path,
     # And the served view answers from this machine's working area
     hits = json.loads(ok(home, env, "query", "kennedy", "--format", "json"))
     assert [h["partition"] for h in hits] == ["ny"]
+    # And an export reads the valid records through the bucket (and its cache)
+    ok(home, env, "export", "airports", "--format", "jsonl", "--out", str(tmp_path / "airports.jsonl"))
+    assert len((tmp_path / "airports.jsonl").read_text().splitlines()) == 3
     # When the local cache is lost entirely, Then verify still passes: it checks the bucket
     shutil.rmtree(home / "artifacts-cache")
     report = json.loads(ok(home, env, "artifacts", "verify", "--repair", "--format", "json"))
