@@ -29,6 +29,7 @@ do not say which backend holds their objects.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -111,6 +112,7 @@ class S3ArtifactStore(ArtifactStore):
             retry=tenacity.retry_if_exception(_transient), stop=tenacity.stop_after_attempt(attempts),
             wait=tenacity.wait_exponential(multiplier=0.2, max=5.0) + tenacity.wait_random(0, 0.2), reraise=True)
         self._empty_stored = False
+        self.list_page = 1000  # keys per ListObjectsV2 request (S3's maximum)
 
     @property
     def location(self) -> str:
@@ -196,8 +198,9 @@ class S3ArtifactStore(ArtifactStore):
             with temp.open("rb") as fh:
                 number = 1
                 while block := fh.read(self.part_size):
-                    part = self._call("upload part", lambda b=block, n=number: self.client.upload_part(  # type: ignore[misc]
-                        Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=n, Body=b))
+                    part = self._call("upload part", functools.partial(
+                        self.client.upload_part, Bucket=self.bucket, Key=key, UploadId=upload_id,
+                        PartNumber=number, Body=block))
                     parts.append({"PartNumber": number, "ETag": part["ETag"]})
                     number += 1
             exists = self._exists(key)
@@ -302,20 +305,22 @@ class S3ArtifactStore(ArtifactStore):
         if not dry_run:
             for start in range(0, len(doomed), 1000):  # DeleteObjects takes at most 1000 keys
                 batch = [{"Key": k} for k, _ in doomed[start:start + 1000]]
-                self._call("delete", lambda b=batch: self.client.delete_objects(  # type: ignore[misc]
-                    Bucket=self.bucket, Delete={"Objects": b, "Quiet": True}))
+                self._call("delete", functools.partial(self.client.delete_objects, Bucket=self.bucket,
+                                                       Delete={"Objects": batch, "Quiet": True}))
             self._cache.collect_local(keep, cutoff, dry_run)  # cached copies of what is gone
         return Collected(len(doomed), sum(size for _, size in doomed))
 
     def _listing(self, prefix: str) -> Iterator[dict[str, Any]]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-        iterator = iter(pages)
+        """Every object under ``prefix``, a page (1,000 keys) per request, each page retried on its
+        own: a failure mid-listing must not end it early and silently."""
+        token: dict[str, str] = {}
         while True:
-            page = self._call("list", lambda: next(iterator, None))
-            if page is None:
-                return
+            page = self._call("list", functools.partial(self.client.list_objects_v2, Bucket=self.bucket,
+                                                        Prefix=prefix, MaxKeys=self.list_page, **token))
             yield from page.get("Contents", [])
-
+            if not page.get("IsTruncated"):
+                return
+            token = {"ContinuationToken": page["NextContinuationToken"]}
 
 def _consume(chunks: Iterable[bytes], temp: Path | None) -> tuple[str, int]:
     digest = hashlib.sha256()

@@ -24,10 +24,13 @@ MiB = 1 << 20
 
 
 class Flaky:
-    """The real client, except that the first ``times`` calls of ``operation`` raise ``error``."""
+    """The real client, except that the first ``times`` calls of ``operation`` raise ``error``
+    (or, given ``failing``, the calls with those numbers, counted from 1)."""
 
-    def __init__(self, client: Any, operation: str, error: BaseException, times: int) -> None:
+    def __init__(self, client: Any, operation: str, error: BaseException, times: int = 0,
+                 failing: frozenset[int] = frozenset()) -> None:
         self._client, self._operation, self._error, self.left = client, operation, error, times
+        self._failing = failing
         self.calls = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -37,6 +40,8 @@ class Flaky:
 
         def call(**kwargs: Any) -> Any:
             self.calls += 1
+            if self.calls in self._failing:
+                raise self._error
             if self.left > 0:
                 self.left -= 1
                 raise self._error
@@ -140,3 +145,20 @@ def test_an_interrupted_multipart_upload_leaves_nothing_under_the_name(tmp_path:
     artifact = publish(store_on(raw, s3_bucket, tmp_path / "retry", multipart_threshold=5 * MiB,
                                 part_size=5 * MiB), data)
     assert store_on(raw, s3_bucket, tmp_path / "reader").problem(artifact) is None
+
+
+def test_gc_lists_every_page_even_when_a_page_request_fails_once(tmp_path: Path, moto_server: MotoServer,
+                                                                 s3_bucket: str) -> None:
+    # Given five unreferenced objects, listed two keys per request, the second request failing once
+    writer = store_on(moto_server.client(), s3_bucket, tmp_path / "writer")
+    published = [publish(writer, f"orphan {i}\n".encode()) for i in range(5)]
+    error = botocore.exceptions.EndpointConnectionError(endpoint_url="http://s3.invalid")
+    client = Flaky(moto_server.client(), "list_objects_v2", error, failing=frozenset({2}))
+    store = store_on(client, s3_bucket, tmp_path / "collector")
+    store.list_page = 2
+    # When gc runs without grace, keeping one of them
+    collected = store.gc({published[0].path}, min_age_s=0)
+    # Then it found and deleted the other four: the failed page was retried, not skipped
+    assert collected.files == 4 and client.calls == 4  # pages 1, 2 (failed), 2 again, 3
+    left = moto_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]
+    assert [item["Key"] for item in left] == [f"faults/{published[0].path}"]
