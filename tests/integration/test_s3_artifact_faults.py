@@ -162,3 +162,34 @@ def test_gc_lists_every_page_even_when_a_page_request_fails_once(tmp_path: Path,
     assert collected.files == 4 and client.calls == 4  # pages 1, 2 (failed), 2 again, 3
     left = moto_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]
     assert [item["Key"] for item in left] == [f"faults/{published[0].path}"]
+
+
+def test_a_run_waits_out_an_s3_outage_uncharged_and_completes(tmp_path: Path, moto_server: MotoServer,
+                                                              s3_bucket: str) -> None:
+    from stagebus.actors.embedded import EmbeddedRunner
+    from stagebus.events import StageFailed
+    from stagebus.projections.reader import Projections
+    from stagebus.store import SqliteEventStore
+    from support import toy
+
+    # Given a run of the toy pipeline whose artifact store throttles its first six puts (one
+    # attempt each: every put that fails is a failed publish)
+    store = SqliteEventStore(tmp_path / "log.db")
+    projections = Projections(store, tmp_path / "projections")
+    toy.publish(store, tmp_path, "r1", {"p0": [{"n": 1}, {"n": 2}], "p1": [{"n": 3}]})
+    client = Flaky(moto_server.client(), "put_object", slow_down("PutObject"), times=6)
+    artifacts = store_on(client, s3_bucket, tmp_path / "cache", attempts=1)
+    # When the embedded runner runs until idle
+    with EmbeddedRunner(store, projections, artifacts, toy.registry(2), workers=2, infra_wait_s=30) as runner:
+        report = runner.run()
+    # Then the run completed, the faults were infrastructure (no attempt charged), every partition valid
+    assert report.ok and report.waiting == [], report
+    failures = [e for e in (r.event() for r in store.read()) if isinstance(e, StageFailed)]
+    assert failures and all(f.infrastructure and not f.final for f in failures)
+    projections.catch_up()
+    assert {e.status for e in projections.ledger()} == {"valid"}
+    reader = store_on(moto_server.client(), s3_bucket, tmp_path / "reader")
+    manifests = [m for stage in ("load", "double", "total") for m in projections.manifests("r1", stage)]
+    assert all(reader.problem(a) is None for m in manifests for a in m.artifacts)
+    projections.close()
+    store.close()
