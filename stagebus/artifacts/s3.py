@@ -159,7 +159,7 @@ class S3ArtifactStore(ArtifactStore):
             except botocore.exceptions.ClientError as exc:
                 if _code(exc) != "PreconditionFailed":
                     raise
-                self._intact_remote(key, sha256, size, repair_from=temp)  # stored by someone else
+                self._settle(temp, key, sha256, size)  # stored by someone else
         if sha256 == EMPTY_SHA256:
             self._empty_stored = True  # every task has empty outputs: one HEAD per process, not per task
         self._cache.store_object(temp, sha256, size)  # the temp file becomes the cached copy
@@ -189,6 +189,12 @@ class S3ArtifactStore(ArtifactStore):
             return True
         return False  # absent, or corrupt: a multipart writer overwrites it (its complete is unconditional)
 
+    def _settle(self, temp: Path, key: str, sha256: str, size: int) -> None:
+        """After a 412: keep the other writer's object if intact, else (corrupt, or deleted since:
+        a gc, an aborted upload) store ours over it, unconditionally: it is this name's content."""
+        if not self._intact_remote(key, sha256, size, repair_from=temp):
+            self._call("put", lambda: self._put(temp, key, sha256, conditional=False))
+
     def _upload_multipart(self, temp: Path, key: str, sha256: str, size: int) -> None:
         created = self._call("create multipart", lambda: self.client.create_multipart_upload(
             Bucket=self.bucket, Key=key, Metadata={SHA256_METADATA: sha256}))
@@ -212,7 +218,7 @@ class S3ArtifactStore(ArtifactStore):
                 if _code(exc) != "PreconditionFailed":
                     raise
                 self._abort(key, upload_id)
-                self._intact_remote(key, sha256, size, repair_from=temp)
+                self._settle(temp, key, sha256, size)
         except BaseException:
             self._abort(key, upload_id)
             raise

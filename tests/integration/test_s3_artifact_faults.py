@@ -193,3 +193,16 @@ def test_a_run_waits_out_an_s3_outage_uncharged_and_completes(tmp_path: Path, mo
     assert all(reader.problem(a) is None for m in manifests for a in m.artifacts)
     projections.close()
     store.close()
+
+
+def test_a_412_for_an_object_gone_since_still_leaves_it_stored(tmp_path: Path, moto_server: MotoServer,
+                                                               s3_bucket: str) -> None:
+    # Given a put refused with 412 (another writer had it) for an object deleted since (a gc)
+    refused = botocore.exceptions.ClientError({"Error": {"Code": "PreconditionFailed"},
+                                               "ResponseMetadata": {"HTTPStatusCode": 412}}, "PutObject")
+    client = Flaky(moto_server.client(), "put_object", refused, times=1)
+    store = store_on(client, s3_bucket, tmp_path)
+    # When an object is published, Then it is in the bucket, intact: the writer did not trust the 412
+    artifact = publish(store, b"must not be lost\n")
+    assert client.calls == 2
+    assert store_on(moto_server.client(), s3_bucket, tmp_path / "reader").problem(artifact) is None
