@@ -34,6 +34,7 @@ import hashlib
 import logging
 import os
 import re
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -248,33 +249,43 @@ class S3ArtifactStore(ArtifactStore):
     # --- reads ------------------------------------------------------------------------------
 
     def path(self, artifact: Artifact) -> Path:
-        cached = self.root / artifact.path
-        try:
-            if cached.stat().st_size == artifact.bytes:
-                return cached  # verified when it came in; readers verify again as they read
-        except FileNotFoundError:
-            pass
-        problem = self._download(artifact, cached)
-        if problem is not None:
-            raise ArtifactCorrupted(f"artifact {artifact.name!r} at {self._url}/{artifact.path} is corrupted: "
-                                    f"{problem}; run the stage that produced it again")
-        return cached
+        for root in (self.root, self._spare_root()):
+            cached = root / artifact.path
+            try:
+                if cached.stat().st_size == artifact.bytes:
+                    return cached  # verified when it came in; readers verify again as they read
+            except FileNotFoundError:
+                pass
+            try:
+                problem = self._download(artifact, cached, root / "objects" / ".tmp")
+            except PermissionError:
+                continue  # a reader that may not write the home (the inspector as another user)
+            if problem is not None:
+                raise ArtifactCorrupted(f"artifact {artifact.name!r} at {self._url}/{artifact.path} is corrupted: "
+                                        f"{problem}; run the stage that produced it again")
+            return cached
+        raise PermissionError(f"cannot write a cache of {self._url} under {self.root} or {self._spare_root()}")
 
-    def _download(self, artifact: Artifact, target: Path | None) -> str | None:
+    def _spare_root(self) -> Path:
+        """A per-user cache in the system temp directory, for readers the home does not let write."""
+        digest = hashlib.sha256(f"{self._url}|{self.root.resolve()}".encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"stagebus-{os.getuid()}-artifacts-{digest}"
+
+    def _download(self, artifact: Artifact, target: Path | None, tmp_dir: Path | None = None) -> str | None:
         """Stream the object, hashing it; with ``target``, into a temp file renamed to ``target``
         only when it matches. Returns what is wrong with it, or None."""
         def attempt() -> str | None:
-            key = self.key(artifact.path)
+            temp = None
+            if target is not None:
+                spool = tmp_dir or self.tmp_dir
+                spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+                temp = spool / f"{HOST}-{os.getpid()}-{uuid.uuid4().hex}.part"
             try:
-                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+                body = self.client.get_object(Bucket=self.bucket, Key=self.key(artifact.path))["Body"]
             except botocore.exceptions.ClientError as exc:
                 if _missing(exc):
                     return "missing"
                 raise
-            temp = None
-            if target is not None:
-                self.tmp_dir.mkdir(parents=True, exist_ok=True)
-                temp = self.tmp_dir / f"{HOST}-{os.getpid()}-{uuid.uuid4().hex}.part"
             try:
                 digest, size = _consume(body.iter_chunks(DOWNLOAD_BLOCK), temp)
                 if size != artifact.bytes:

@@ -206,3 +206,78 @@ def test_a_412_for_an_object_gone_since_still_leaves_it_stored(tmp_path: Path, m
     artifact = publish(store, b"must not be lost\n")
     assert client.calls == 2
     assert store_on(moto_server.client(), s3_bucket, tmp_path / "reader").problem(artifact) is None
+
+
+READ_AS_NOBODY = """
+import site, sys
+site.addsitedir(sys.argv[1])
+from pathlib import Path
+import boto3, msgspec
+from stagebus.artifacts.s3 import S3ArtifactStore
+from stagebus.events import Artifact
+from stagebus.settings import S3Location
+endpoint, bucket, root, artifact = sys.argv[2], sys.argv[3], Path(sys.argv[4]), sys.argv[5]
+client = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1").client(
+    "s3", endpoint_url=endpoint)
+store = S3ArtifactStore(S3Location(bucket, "faults"), root, create=False, client=client)
+path = store.path(msgspec.json.decode(artifact.encode(), type=Artifact))
+print(path)
+print(path.read_text(), end="")
+"""
+
+
+def _nobody_interpreter(candidates: list[str]) -> str | None:
+    """An interpreter user nobody may run (the virtualenv's may be under a directory only root enters)."""
+    import subprocess
+
+    from support.files import become_nobody
+
+    for candidate in candidates:
+        try:
+            if Path(candidate).exists() and subprocess.run([candidate, "-c", "pass"], preexec_fn=become_nobody,
+                                                           capture_output=True, timeout=30).returncode == 0:
+                return candidate
+        except OSError:
+            continue
+    return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can switch to user nobody")
+def test_a_reader_that_may_not_write_the_home_reads_through_a_cache_of_its_own(
+        moto_server: MotoServer, s3_bucket: str) -> None:
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+    import tempfile
+
+    import msgspec
+
+    from support.files import become_nobody
+
+    # Given an object, and a home user nobody may read but not write
+    home = Path(tempfile.mkdtemp(prefix="sb-s3-ro-"))
+    spare: Path | None = None
+    try:
+        home.chmod(0o755)
+        artifact = publish(store_on(moto_server.client(), s3_bucket, home / "writer-cache"), b"read me\n")
+        root = home / "artifacts-cache"
+        root.mkdir(mode=0o755)
+        candidates = [sys.executable, f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"]
+        interpreter = _nobody_interpreter(candidates)
+        if interpreter is None:
+            pytest.skip("no Python interpreter that user nobody may run")
+        # When nobody reads it
+        done = subprocess.run([interpreter, "-B", "-c", READ_AS_NOBODY, sysconfig.get_paths()["purelib"],
+                               moto_server.endpoint, s3_bucket, str(root), msgspec.json.encode(artifact).decode()],
+                              preexec_fn=become_nobody, capture_output=True, text=True, timeout=60)
+        # Then it reads the object, from a cache in the temp directory, and the home is untouched
+        assert done.returncode == 0, done.stderr[-2000:]
+        where, content = done.stdout.split("\n", 1)
+        spare = Path(where.removesuffix(artifact.path))
+        assert content == "read me\n" and spare.parent == Path(tempfile.gettempdir())
+        assert list(root.iterdir()) == []
+    finally:
+        shutil.rmtree(home)
+        if spare is not None:
+            shutil.rmtree(spare, ignore_errors=True)
