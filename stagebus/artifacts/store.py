@@ -52,6 +52,10 @@ class Collected(NamedTuple):
 class ArtifactStore(abc.ABC):
     """Immutable, content-addressed objects plus this machine's working area under ``root``."""
 
+    # Whether every machine sees the same ``runs/…`` views (one filesystem). When not, a view
+    # missing here is no damage: it was written on the machine that ran the task.
+    shares_views = True
+
     def __init__(self, root: Path, *, create: bool = True) -> None:
         self.root = Path(root)
         self.tmp_dir = self.root / "objects" / ".tmp"

@@ -76,7 +76,7 @@ def test_a_run_on_s3_artifacts_is_valid_verified_and_collectable(tmp_path: Path,
     shutil.rmtree(home / "artifacts-cache")
     report = json.loads(ok(home, env, "artifacts", "verify", "--repair", "--format", "json"))
     assert report["ok"] and report["objects"] == len(stored) and report["views"] == report["manifests"]
-    assert {f["kind"] for f in report["findings"]} == {"view"}  # the lost views, rebuilt from the log
+    assert report["findings"] == []  # views are per machine with S3: missing ones are no damage
     assert len(list((home / "artifacts-cache" / "runs").rglob("manifest.json"))) == report["manifests"]
     # When an orphan object (a losing duplicate's) is in the bucket and gc runs without grace
     orphan = b"left behind by a duplicate that lost its manifest key"

@@ -5,6 +5,8 @@ What one worker publishes, the other reads through its own cache; nothing lands 
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import pytest
 
 from stagebus.artifacts.s3 import S3ArtifactStore
 from stagebus.settings import S3Location
-from support.fleet import Fleet, check_fleet, served
+from support.fleet import STAGEBUS, Fleet, check_fleet, served
 from support.s3 import MotoServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.s3]
@@ -62,3 +64,9 @@ def test_two_workers_on_separate_homes_share_artifacts_through_one_bucket(
         assert (worker.home / "artifacts-cache" / "objects").is_dir()
     listed = moto_server.client().list_objects_v2(Bucket=s3_bucket, Prefix=f"{PREFIX}/objects/")
     assert listed["KeyCount"] > 12
+    # And `stagebus artifacts verify` passes on the relay's machine, which wrote no object or view
+    done = subprocess.run([*STAGEBUS, "artifacts", "verify", "--format", "json"], env=relay.env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["ok"] and report["objects"] == listed["KeyCount"] and report["findings"] == []
