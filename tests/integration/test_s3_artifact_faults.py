@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import botocore.exceptions
 import pytest
 
 from stagebus.actors.failures import classify
@@ -17,7 +16,11 @@ from stagebus.artifacts.s3 import S3ArtifactStore
 from stagebus.errors import ArtifactStoreUnavailable
 from stagebus.settings import S3Location
 from support.net import free_port
-from support.s3 import ACCESS_KEY, SECRET_KEY, MotoServer
+from support.s3 import ACCESS_KEY, SECRET_KEY, MotoServer, require_moto
+
+require_moto(module=True)  # the faults below are botocore's own exceptions
+import botocore.config  # noqa: E402
+import botocore.exceptions  # noqa: E402
 
 pytestmark = pytest.mark.s3
 MiB = 1 << 20

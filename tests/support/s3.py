@@ -26,16 +26,17 @@ SECRET_KEY = "stagebus-test-secret-key-never-printed"
 REGION = "us-east-1"
 
 
-def require_moto() -> None:
-    """A skip (locally) or failure (under CI) when moto's server or boto3 is missing."""
+def require_moto(*, module: bool = False) -> None:
+    """A skip (locally) or failure (under CI) when moto's server or boto3 is missing; ``module``:
+    called at import time of a test module that needs botocore itself."""
     try:
         import boto3  # noqa: F401
         import moto.server  # noqa: F401
     except ImportError as exc:
         message = f"moto[server] and boto3 are not installed (pip install -e '.[test]'): {exc}"
         if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message, allow_module_level=module)
 
 
 @dataclass
