@@ -96,8 +96,9 @@ class ArtifactStore(abc.ABC):
         """A local file holding ``artifact``'s object, for readers (which verify its sha256 as
         they read, :class:`~stagebus.artifacts.integrity.VerifiedReader`). A remote backend
         downloads it first (streaming, verified, atomically renamed into a read-through cache).
-        Raises :class:`~stagebus.errors.ArtifactCorrupted` when a download does not match the
-        recorded sha256 or size; a missing object's path may not exist (readers report it)."""
+        Raises :class:`~stagebus.errors.ArtifactCorrupted` when a download is missing or does not
+        match the recorded sha256 or size; locally, a missing object's path is returned as it is
+        and the reader reports it missing. Never returns a file it knows to be corrupt."""
 
     @abc.abstractmethod
     def problem(self, artifact: Artifact) -> str | None:
