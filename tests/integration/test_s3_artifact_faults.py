@@ -284,3 +284,30 @@ def test_a_reader_that_may_not_write_the_home_reads_through_a_cache_of_its_own(
         shutil.rmtree(home)
         if spare is not None:
             shutil.rmtree(spare, ignore_errors=True)
+
+
+def test_a_large_download_holds_a_few_blocks_in_memory_not_the_object(tmp_path: Path, moto_server: MotoServer,
+                                                                       s3_bucket: str) -> None:
+    import hashlib
+    import tracemalloc
+
+    from stagebus.artifacts.s3 import DOWNLOAD_BLOCK
+    from stagebus.events import Artifact
+
+    # Given a 64 MiB object in the bucket (put there by a plain client: only the read is measured)
+    data = os.urandom(64 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    artifact = Artifact(name="big", path=f"objects/{digest[:2]}/{digest}", sha256=digest, bytes=len(data), records=0)
+    moto_server.client().put_object(Bucket=s3_bucket, Key=f"faults/{artifact.path}", Body=data)
+    del data
+    reader = store_on(moto_server.client(), s3_bucket, tmp_path)
+    # When a reader downloads it into its cache, with Python's allocations traced
+    tracemalloc.start()
+    try:
+        path = reader.path(artifact)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Then it is whole on disk, and the peak was a few download blocks, far below the object's size
+    assert path.stat().st_size == 64 * MiB
+    assert peak < 4 * DOWNLOAD_BLOCK < 64 * MiB, f"peak {peak / MiB:.1f} MiB"
