@@ -311,3 +311,27 @@ def test_a_large_download_holds_a_few_blocks_in_memory_not_the_object(tmp_path: 
     # Then it is whole on disk, and the peak was a few download blocks, far below the object's size
     assert path.stat().st_size == 64 * MiB
     assert peak < 4 * DOWNLOAD_BLOCK < 64 * MiB, f"peak {peak / MiB:.1f} MiB"
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+def test_a_large_upload_holds_a_few_parts_in_memory_not_the_object(tmp_path: Path, moto_server: MotoServer,
+                                                                   s3_bucket: str, multipart: bool) -> None:
+    import tracemalloc
+
+    # Given a 48 MiB output spooled to its temp file, published in one PUT or in 5 MiB parts
+    options = {"multipart_threshold": 5 * MiB, "part_size": 5 * MiB} if multipart else {}
+    store = store_on(moto_server.client(), s3_bucket, tmp_path, **options)
+    pending = store.pending("records")
+    block = os.urandom(MiB)
+    for _ in range(48):
+        pending.write(block)
+    # When it is published, with Python's allocations traced
+    tracemalloc.start()
+    try:
+        artifact = pending.publish()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Then the object is stored whole, and the peak stayed far below its size
+    assert store_on(moto_server.client(), s3_bucket, tmp_path / "reader").problem(artifact) is None
+    assert peak < 16 * MiB, f"peak {peak / MiB:.1f} MiB"
