@@ -3,7 +3,7 @@ FROM python:3.11-slim
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY stagebus ./stagebus
-RUN pip install --no-cache-dir '.[amqp]' && rm -rf /src  # amqp: a fleet may use RabbitMQ
+RUN pip install --no-cache-dir '.[amqp,s3]' && rm -rf /src  # amqp: RabbitMQ; s3: artifacts in object storage
 ENV STAGEBUS_HOME=/var/lib/stagebus
 WORKDIR /var/lib/stagebus
 CMD ["stagebus", "--help"]

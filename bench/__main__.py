@@ -29,6 +29,7 @@ BENCHMARKS = {
     "ui": "bench.ui",
     "api": "bench.api",
     "warehouse": "bench.warehouse",
+    "artifacts": "bench.artifacts",
 }
 
 

@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 import msgspec
 
 from stagebus.artifacts.integrity import VerifiedReader
-from stagebus.artifacts.local import ArtifactStore
+from stagebus.artifacts.location import open_artifacts
+from stagebus.artifacts.store import ArtifactStore
 from stagebus.errors import InvalidInput
 from stagebus.events import Artifact, partition_ref
 from stagebus.projections import LedgerChange, LedgerEntry, Projections
@@ -116,7 +117,7 @@ def read(dataset: str, *, as_of: int | None = None, output: str = "normalize.rec
         if not entries:
             raise InvalidInput(f"no dataset {dataset!r} in the ledger as of position {position}")
         valid = [e for e in entries if e.status == "valid"]
-        artifacts = ArtifactStore(settings.artifacts_root, create=False)
+        artifacts = open_artifacts(settings, create=False)
     except BaseException:
         projections.close()
         projections.store.close()

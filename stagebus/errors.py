@@ -33,6 +33,11 @@ class StoreUnavailable(StoreError):
     """The store could not be reached or stayed busy after the retry budget was spent."""
 
 
+class ArtifactStoreUnavailable(StoreUnavailable):
+    """The artifact object store (S3) could not be reached, or kept throttling, after the retry
+    budget was spent. An infrastructure fault: a stage task waits, uncharged, until it clears."""
+
+
 class ReadOnlyStore(StoreError):
     """A write was attempted through a store opened read-only."""
 

@@ -1,4 +1,5 @@
-"""Fixtures every test layer shares: real redis-server instances of our own, and fakeredis.
+"""Fixtures every test layer shares: real redis-server instances of our own, fakeredis, and a
+real S3 HTTP API (moto_server, :mod:`support.s3`).
 
 The real servers listen on a unix socket only (``--port 0``), so tests never touch a Redis on
 127.0.0.1:6379. A missing ``redis-server`` skips the tests that need one locally and fails them
@@ -21,6 +22,8 @@ from pathlib import Path
 import fakeredis
 import pytest
 import redis
+
+from support.s3 import MotoServer, start_moto
 
 REDIS_SERVER = shutil.which("redis-server")
 SOCKET_PATH_MAX = 100  # unix socket paths are limited to ~107 bytes
@@ -146,3 +149,18 @@ def fake_redis_server() -> fakeredis.FakeServer:
 def fake_redis(fake_redis_server: fakeredis.FakeServer) -> fakeredis.FakeRedis:
     """A fakeredis client (Lua through ``lupa``) to hand to ``RedisEventStore(client)``."""
     return fakeredis.FakeRedis(server=fake_redis_server)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """A real S3 HTTP API (``moto_server``) on a free loopback port, shared by the session; tests
+    keep apart by bucket (:func:`s3_bucket`). Skips locally when moto is missing, fails under CI."""
+    server = start_moto(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_server: MotoServer) -> str:
+    """A fresh, empty bucket of this test's own."""
+    return moto_server.new_bucket()

@@ -26,7 +26,8 @@ from stagebus.actors.gate import TaskRef
 from stagebus.actors.readiness import attempts_spent, chained_downstream, has_open_tasks, ready_tasks
 from stagebus.actors.runtime import StageActors, make_broker
 from stagebus.actors.telemetry import Telemetry
-from stagebus.artifacts.local import ArtifactStore
+from stagebus.artifacts.local import LocalArtifactStore
+from stagebus.artifacts.store import ArtifactStore
 from stagebus.errors import InvalidInput
 from stagebus.events import RUN_SCOPE, Manifest, StageFailed
 from stagebus.pipeline.definition import Pipeline, PipelineRegistry
@@ -129,7 +130,7 @@ class EmbeddedRunner:
         self,
         store: EventStore,
         projections: Any,
-        artifacts_root: Path,
+        artifacts: ArtifactStore | Path,
         pipelines: PipelineRegistry,
         *,
         workers: int = 2,
@@ -149,7 +150,8 @@ class EmbeddedRunner:
         self.shard = shard
         self.store = store
         self.projections = projections
-        self.artifacts = ArtifactStore(artifacts_root)
+        # a directory: the local store there (tests, code written before the protocol)
+        self.artifacts = artifacts if isinstance(artifacts, ArtifactStore) else LocalArtifactStore(artifacts)
         self.pipelines = pipelines
         self.workers = workers
         self.on_outcome = on_outcome

@@ -16,7 +16,7 @@ from stagebus.actors.failures import DATA_ERRORS, classify, describe
 from stagebus.actors.gate import Gate, GateVerdict, TaskRef
 from stagebus.actors.heartbeat import HeldAttempts
 from stagebus.actors.telemetry import Telemetry
-from stagebus.artifacts.local import ArtifactStore
+from stagebus.artifacts.store import ArtifactStore
 from stagebus.errors import QualityPolicyViolated
 from stagebus.events import (
     Manifest,

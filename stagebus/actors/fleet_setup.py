@@ -37,7 +37,7 @@ from stagebus.actors.metrics import queue_depths
 from stagebus.actors.readiness import chained_downstream
 from stagebus.actors.runtime import StageActors, make_broker, stage_message
 from stagebus.actors.telemetry import Telemetry
-from stagebus.artifacts.local import ArtifactStore
+from stagebus.artifacts.location import open_artifacts
 from stagebus.errors import InvalidInput, StoreError, StoreUnavailable
 from stagebus.events import Manifest
 from stagebus.pipeline.definition import Pipeline, PipelineRegistry
@@ -199,7 +199,7 @@ def build_worker(settings: FleetSettings | None = None) -> WorkerParts:
     store = open_store(settings.store_url)
     lookups = WorkerLookups(store, settings.worker_projections or default_worker_projections(settings))
     telemetry = Telemetry(settings.logs_dir / f"tasks-{socket.gethostname()}-{os.getpid()}.ndjson")
-    artifacts = ArtifactStore(settings.artifacts_root)
+    artifacts = open_artifacts(settings)
     swept = artifacts.sweep()  # temp files of this host's dead attempts (a restarted worker's own)
     if swept:
         log.info("swept %d temp file(s) of attempts that died on this host", swept)

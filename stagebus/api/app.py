@@ -36,6 +36,7 @@ from stagebus.api.routes import router
 from stagebus.api.runner import BackgroundRunner
 from stagebus.api.service import Service
 from stagebus.api.settings import ApiSettings
+from stagebus.artifacts.location import open_artifacts
 from stagebus.pipeline.registry import load_pipelines
 from stagebus.projections import Projections
 from stagebus.settings import Settings
@@ -82,13 +83,14 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     processors = load_processors(api.processors)
     pipelines = BatchPipelines(load_pipelines(settings.pipelines), processors, settings.home / "exports")
     background: BackgroundRunner | None = None
+    artifacts = open_artifacts(settings)
     if is_embedded(settings, api):
         logging.getLogger("dramatiq").setLevel(logging.WARNING)
-        runner = EmbeddedRunner(store, projections, settings.artifacts_root, pipelines, workers=api.runner_workers,
+        runner = EmbeddedRunner(store, projections, artifacts, pipelines, workers=api.runner_workers,
                                 telemetry=Telemetry(settings.logs_dir / "tasks.ndjson"))
         background = BackgroundRunner(runner, projections, poll_s=api.runner_poll_s)
     service = Service(store, projections, processors, pipelines, batch_dir=settings.home / "api" / "batches",
-                      artifacts_root=settings.artifacts_root, home=settings.home, shared_datasets=api.datasets,
+                      artifacts=artifacts, home=settings.home, shared_datasets=api.datasets,
                       on_submitted=background.wake if background is not None else lambda: None)
 
     @asynccontextmanager

@@ -21,6 +21,7 @@ from stagebus.api.batches import BatchPipelines
 from stagebus.api.processors import load_processors
 from stagebus.api.runner import BackgroundRunner
 from stagebus.api.settings import ApiSettings
+from stagebus.artifacts.location import open_artifacts
 from stagebus.pipeline.registry import load_pipelines
 from stagebus.projections import Projections
 from stagebus.settings import Settings
@@ -66,6 +67,6 @@ def _supervisor_runner(settings: Settings, api: ApiSettings) -> BackgroundRunner
     projections = Projections(store, settings.projections_path)
     pipelines = BatchPipelines(load_pipelines(settings.pipelines), load_processors(api.processors),
                                settings.home / "exports")
-    runner = EmbeddedRunner(store, projections, settings.artifacts_root, pipelines, workers=api.runner_workers,
+    runner = EmbeddedRunner(store, projections, open_artifacts(settings), pipelines, workers=api.runner_workers,
                             telemetry=Telemetry(settings.logs_dir / "tasks.ndjson"))
     return BackgroundRunner(runner, projections, poll_s=min(api.runner_poll_s, 0.2))

@@ -25,6 +25,7 @@ from stagebus.api.errors import ApiError, validation_details
 from stagebus.api.processors import ProcessorRegistry
 from stagebus.api.schemas import PipelineCreate, PipelineUpdate
 from stagebus.artifacts.integrity import verify_artifact
+from stagebus.artifacts.store import ArtifactStore
 from stagebus.consumer import read as read_dataset
 from stagebus.errors import InvalidInput, PermanentStageError
 from stagebus.events import (
@@ -63,7 +64,7 @@ class BatchReceipt(msgspec.Struct, frozen=True, kw_only=True):
 
 class Service:
     def __init__(self, store: EventStore, projections: Projections, processors: ProcessorRegistry,
-                 pipelines: batches.BatchPipelines, *, batch_dir: Path, artifacts_root: Path,
+                 pipelines: batches.BatchPipelines, *, batch_dir: Path, artifacts: ArtifactStore,
                  home: Path | None = None, shared_datasets: str = "",
                  on_submitted: Callable[[], None] = lambda: None) -> None:
         self.store = store
@@ -71,7 +72,7 @@ class Service:
         self.processors = processors
         self.pipelines = pipelines
         self.batch_dir = batch_dir
-        self.artifacts_root = artifacts_root
+        self.artifacts = artifacts
         self.on_submitted = on_submitted
         self.home = home if home is not None else batch_dir.parent.parent
         self.shared_datasets = frozenset(d.strip() for d in shared_datasets.split(",") if d.strip())
@@ -312,7 +313,7 @@ class Service:
         if row.rejects is None:
             return [], None
         artifact = msgspec.convert(row.rejects, Artifact)
-        path = self.artifacts_root / artifact.path
+        path = self.artifacts.path(artifact)
         verify_artifact(path, artifact)
         items: list[dict[str, Any]] = []
         with path.open("rb") as fh:

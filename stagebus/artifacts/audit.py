@@ -3,7 +3,9 @@
 Objects are checked for existence, size and sha256 (each object once, however many manifests
 share it). A ``runs/.../manifest.json`` view must exist and hold exactly the ``ManifestWritten``
 event's manifest. Views can be rebuilt from the log (``repair=True``); objects cannot be rebuilt
-from nothing, so a damaged object is reported with the run and stage to execute again.
+from nothing, so a damaged object is reported with the run and stage to execute again. Where
+views are per machine (S3 artifacts: each machine's under its cache), a view missing here is not
+damage; one present but different is.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Literal
 
 import msgspec
 
-from stagebus.artifacts.local import ArtifactStore, manifest_json
+from stagebus.artifacts.store import ArtifactStore, manifest_json
 from stagebus.events import Manifest
 
 
@@ -73,6 +75,10 @@ def _check_view(artifacts: ArtifactStore, manifest: Manifest, repair: bool) -> F
     except FileNotFoundError:
         data = None
     if data == manifest_json(manifest):
+        return None
+    if data is None and not artifacts.shares_views:
+        if repair:  # asked to: this machine gets its own copy, no damage to report
+            artifacts.materialize(manifest)
         return None
     problem = "missing" if data is None else "differs from the ManifestWritten event"
     if repair:

@@ -114,15 +114,21 @@ def configure(
                                              help="Directory holding the log, projections and artifacts.")] = None,
     store: Annotated[str | None, typer.Option("--store", envvar="STAGEBUS_STORE", show_default="sqlite in home",
                                               help="Event log URL: sqlite:///PATH, redis://…, rediss://…")] = None,
+    artifacts: Annotated[str | None, typer.Option("--artifacts", envvar="STAGEBUS_ARTIFACTS",
+                                                  show_default="artifacts in home",
+                                                  help="Artifact store: a directory or s3://BUCKET/PREFIX "
+                                                       "(endpoint, region, credentials: the AWS variables or "
+                                                       "profile).")] = None,
     log_level: Annotated[str | None, typer.Option("--log-level", envvar="STAGEBUS_LOG_LEVEL",
                                                   show_default="INFO", help="DEBUG, INFO, WARNING or ERROR.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Read settings once, at the edge; commands open state through the context."""
-    settings = make_settings(home, store, log_level)
+    settings = make_settings(home, store, log_level, artifacts)
     logging.basicConfig(level=settings.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("stagebus").setLevel(settings.log_level)
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # S3 artifacts: which credential source, per process
     context = AppContext(settings)
     ctx.obj = context
     ctx.call_on_close(context.close)

@@ -40,13 +40,16 @@ def resolve_plan(pipeline_name: str, settings: Settings | None = None) -> Pipeli
     return PipelinePlan(pipeline.name, pipeline.version, pipeline.plan())
 
 
-def make_settings(home: str | None, store: str | None, log_level: str | None) -> Settings:
+def make_settings(home: str | None, store: str | None, log_level: str | None,
+                  artifacts: str | None = None) -> Settings:
     """Settings from the global options; pydantic fills the rest from ``STAGEBUS_*``."""
     given: dict[str, object] = {}
     if home is not None:
         given["home"] = home
     if store is not None:
         given["store"] = store
+    if artifacts is not None:
+        given["artifacts"] = artifacts
     if log_level is not None:
         level = log_level.upper()
         if level not in LOG_LEVELS:

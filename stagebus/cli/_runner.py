@@ -16,6 +16,7 @@ from stagebus.actors.executor import Outcome
 from stagebus.actors.gate import TaskRef
 from stagebus.actors.readiness import DONE, expected_partitions, has_open_tasks
 from stagebus.actors.telemetry import Telemetry
+from stagebus.artifacts.location import open_artifacts
 from stagebus.cli._context import AppContext
 from stagebus.events import RUN_SCOPE
 from stagebus.pipeline.definition import Pipeline, PipelineRegistry
@@ -89,7 +90,7 @@ def run_with_progress(app: AppContext, registry: PipelineRegistry, console: Cons
             if outcome in FINISHED and task.stage in bars:
                 progress.advance(bars[task.stage])
 
-        with EmbeddedRunner(store, projections, app.settings.artifacts_root, registry, workers=workers,
+        with EmbeddedRunner(store, projections, open_artifacts(app.settings), registry, workers=workers,
                             telemetry=telemetry, on_outcome=advance, infra_wait_s=infra_wait_s,
                             shard=shard) as runner:
             report = runner.run(run_ids, only_stages=only_stages)

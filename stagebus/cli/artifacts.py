@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from stagebus.artifacts.audit import audit
-from stagebus.artifacts.local import ArtifactStore
+from stagebus.artifacts.location import open_artifacts
 from stagebus.cli._context import FORMATS, check_choice, get_context
 from stagebus.cli._render import print_json, stdout, table
 from stagebus.errors import InvalidInput
@@ -36,7 +36,7 @@ def verify(
         raise InvalidInput(f"no run {run_id!r} in the log")
     run_ids = [run_id] if run_id is not None else [info.run_id for info in projections.runs()]
     manifests = (_of_record(store, m) for r in run_ids for m in projections.manifests(r))
-    artifacts = ArtifactStore(app.settings.artifacts_root, create=False)
+    artifacts = open_artifacts(app.settings, create=False)
     report = audit(artifacts, manifests, repair=repair)
     if output == "json":
         print_json({"ok": report.ok, "manifests": report.manifests, "objects": report.objects,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from stagebus.artifacts.local import ArtifactStore
+from stagebus.artifacts.location import open_artifacts
 from stagebus.cli._context import get_context
 from stagebus.stages.serve import collect_served
 
@@ -24,7 +24,7 @@ def gc(
     referenced = {artifact.path for info in projections.runs() for manifest in projections.manifests(info.run_id)
                   for artifact in manifest.artifacts}
     root = app.settings.artifacts_root
-    objects = ArtifactStore(root).gc(referenced, min_age_s=min_age, dry_run=dry_run)
+    objects = open_artifacts(app.settings).gc(referenced, min_age_s=min_age, dry_run=dry_run)
     leftovers = collect_served(root, min_age_s=min_age, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     typer.echo(f"{verb} {objects.files} unreferenced object(s) ({objects.bytes} bytes) and {leftovers[0]} "

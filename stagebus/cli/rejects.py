@@ -11,7 +11,7 @@ import msgspec
 import typer
 from rich.text import Text
 
-from stagebus.artifacts.local import ArtifactStore
+from stagebus.artifacts.location import open_artifacts
 from stagebus.cli._context import FORMATS, check_choice, get_context
 from stagebus.cli._render import print_json, stdout, table
 from stagebus.errors import InvalidInput
@@ -49,7 +49,7 @@ def rejects(
         if not refs:
             raise InvalidInput(f"run {run.run_id} has no partition {_filter_text(dataset, partition)}")
     sensitive = sensitive_fields(app.settings.pipelines, run)
-    artifacts = ArtifactStore(app.settings.artifacts_root, create=False)
+    artifacts = open_artifacts(app.settings, create=False)
     chosen = sources(projections, artifacts, run.run_id, stage, dataset, partition)
     total = sum(source.artifact.records for source in chosen)
     shown = list(read_rejects(chosen, limit or total, sensitive))

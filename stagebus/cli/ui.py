@@ -57,7 +57,8 @@ def ui(
     app_context = get_context(ctx)
     if home is not None:
         app_context.close()
-        app_context = AppContext(make_settings(str(home), app_context.settings.store or None, None))
+        app_context = AppContext(make_settings(str(home), app_context.settings.store or None, None,
+                                              app_context.settings.artifacts or None))
     app_context.require_log()  # one clear line for a home with no log, before listening
     settings = app_context.settings
     app_context.close()

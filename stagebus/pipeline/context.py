@@ -13,7 +13,8 @@ import msgspec
 from pydantic import BaseModel, ValidationError
 
 from stagebus.artifacts.integrity import VerifiedReader, verify_artifact
-from stagebus.artifacts.local import ArtifactStore, PendingFile
+from stagebus.artifacts.pending import PendingFile
+from stagebus.artifacts.store import ArtifactStore
 from stagebus.errors import ArtifactCorrupted, ContractError, InvalidInput
 from stagebus.events import RUN_SCOPE, Artifact, Manifest, PartitionIngested, StageMetrics
 from stagebus.pipeline.contract import REJECTS, StageContract

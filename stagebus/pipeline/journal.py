@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 if TYPE_CHECKING:
-    from stagebus.artifacts.local import PendingFile
+    from stagebus.artifacts.pending import PendingFile
 
 JOURNAL = "items.jsonl"
 

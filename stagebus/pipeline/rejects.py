@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from stagebus.artifacts.integrity import VerifiedReader
-from stagebus.artifacts.local import ArtifactStore
+from stagebus.artifacts.store import ArtifactStore
 from stagebus.errors import InvalidInput
 from stagebus.events import RUN_SCOPE, Artifact
 from stagebus.pipeline.context import failed_rejects

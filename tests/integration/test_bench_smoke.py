@@ -246,3 +246,21 @@ def test_warehouse_bench_loads_and_copies_a_tiny_dataset(tmp_path: Path) -> None
     # Then both sides report a rate and the figures are written as JSON
     assert report["rows"] == 50 and report["ours_rows_per_s"] > 0 and report["raw_copy_rows_per_s"] > 0
     assert json.loads((tmp_path / "warehouse.json").read_text()) == report
+
+
+def test_artifacts_bench_writes_and_reads_both_backends_at_a_tiny_size(tmp_path: Path) -> None:
+    from bench import artifacts
+    from support.s3 import require_moto
+
+    require_moto()  # S3 is a moto_server the bench starts itself
+    parser = argparse.ArgumentParser()
+    artifacts.add_arguments(parser)
+    args = parser.parse_args(["--objects", "2", "--size-mib", "0.25", "--repeats", "1",
+                              "--json", str(tmp_path / "artifacts.json")])
+    figures = artifacts.run(args)
+    assert set(figures["mb_per_s"]) == {"local_write", "raw_local_write", "local_read", "raw_local_read",
+                                        "s3_write", "raw_s3_write", "s3_read_cold_cache", "raw_s3_read",
+                                        "raw_s3_read_to_file"}
+    assert all(rate > 0 for rate in figures["mb_per_s"].values())
+    assert figures["ratio_s3_write"] > 0 and figures["ratio_s3_read_cold_cache"] > 0
+    assert json.loads((tmp_path / "artifacts.json").read_text()) == figures

@@ -106,3 +106,50 @@ def test_the_worker_scales_and_the_inspector_runs_once() -> None:
     assert "container_name" not in worker and "ports" not in worker  # both would pin it to one replica
     assert inspector.get("restart") == "no"
     assert "stagebus" in (COMPOSE.parent / "Dockerfile").read_text()
+
+
+# --- compose.s3.yaml: artifacts in object storage, no shared volume for them ----------------------
+
+COMPOSE_S3 = COMPOSE.with_name("compose.s3.yaml")
+
+
+def s3_services() -> dict[str, dict[str, Any]]:
+    return yaml.safe_load(COMPOSE_S3.read_text())["services"]  # type: ignore[no-any-return]
+
+
+def s3_stagebus_services() -> list[tuple[str, list[str]]]:
+    return [(name, [str(a) for a in spec["command"][1:]]) for name, spec in s3_services().items()
+            if spec.get("command") and spec["command"][0] == "stagebus"]
+
+
+@pytest.mark.parametrize(("service", "argv"), s3_stagebus_services())
+def test_every_s3_compose_command_exists(service: str, argv: list[str]) -> None:
+    parse(argv)
+
+
+def test_every_command_the_s3_header_documents_parses() -> None:
+    documented = [line.lstrip("# ").split() for line in COMPOSE_S3.read_text().splitlines()
+                  if line.startswith("#") and "docker compose" in line and " stagebus " in line]
+    assert documented
+    for words in documented:
+        parse(words[words.index("stagebus") + 1:])
+
+
+def test_s3_fleet_keeps_artifacts_in_the_bucket_and_shares_no_home() -> None:
+    services = s3_services()
+    names = [name for name, _ in s3_stagebus_services()]
+    assert {"relay", "worker", "inspector"} <= set(names)
+    for name in names:
+        env = services[name]["environment"]
+        assert env["STAGEBUS_ARTIFACTS"].startswith("s3://"), name
+        assert env["AWS_ENDPOINT_URL"] == "http://minio:9000", name
+        # the secret comes from the operator's environment, never from the file
+        assert env["AWS_SECRET_ACCESS_KEY"].startswith("${"), name
+        home = env["STAGEBUS_HOME"]
+        mounted = [str(v).split(":")[0] for v in services[name].get("volumes", []) if str(v).split(":")[1] == home]
+        assert name == "relay" or mounted == [], f"{name} mounts a volume at its home: {mounted}"
+        assert services[name]["depends_on"]["bucket"]["condition"] == "service_completed_successfully"
+    # the workers share only the producer's inbox, and read-only
+    assert all(str(v).endswith(":ro") for v in services["worker"]["volumes"])
+    assert "minio" in services and "healthcheck" in services["minio"]
+    assert "s3" in (COMPOSE.parent / "Dockerfile").read_text()

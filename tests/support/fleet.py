@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import redis
 
-from stagebus.artifacts.local import ArtifactStore
+from stagebus.artifacts import ArtifactStore, LocalArtifactStore
 from stagebus.events import ManifestWritten, StageStarted, manifest_key
 from stagebus.projections import Projections
 from stagebus.store.redis import RedisEventStore
@@ -249,12 +249,14 @@ class FleetReport:
     reasons: dict[str, str]
 
 
-def check_fleet(fleet: Fleet, runs: dict[str, list[str]], invalid: Iterable[str] = ()) -> FleetReport:
+def check_fleet(fleet: Fleet, runs: dict[str, list[str]], invalid: Iterable[str] = (),
+                artifacts: ArtifactStore | None = None) -> FleetReport:
     """The end state every fault test must reach (call after :meth:`Fleet.stop`):
 
     every partition valid except ``invalid`` ones; exactly one manifest per key and one for every
     task of every run that could finish; every referenced artifact whole; no temp files left
     after a sweep; the log's chain intact; a replay identical to the relay's live projections.
+    ``artifacts``: where the objects are (default: the home's local store).
     """
     invalid = set(invalid)
     store = fleet.store()
@@ -271,12 +273,12 @@ def check_fleet(fleet: Fleet, runs: dict[str, list[str]], invalid: Iterable[str]
         for stage in chain6.RUN_STAGES:
             assert manifest_key(run_id, stage, "*") in per_key, f"no {stage} manifest for run {run_id}"
 
-    artifacts = ArtifactStore(fleet.home / "artifacts")
+    artifacts = artifacts or LocalArtifactStore(fleet.home / "artifacts")
     broken = [a.path for e in manifests for a in e.manifest.artifacts if not artifacts.verify(a)]
     assert broken == [], f"artifacts missing or not matching their sha256: {broken[:5]}"
     artifacts.sweep()
     assert artifacts.leftovers() == []
-    assert list((fleet.home / "artifacts" / "runs").rglob(".manifest.*.tmp")) == []
+    assert list((artifacts.root / "runs").rglob(".manifest.*.tmp")) == []
 
     with Projections(store, fleet.home / "check-projections") as projections:
         projections.catch_up()
@@ -286,7 +288,7 @@ def check_fleet(fleet: Fleet, runs: dict[str, list[str]], invalid: Iterable[str]
     assert set(ledger) == everything
     wrong = {ref: s for ref, s in ledger.items() if s != ("invalid" if ref in invalid else "valid")}
     assert wrong == {}, f"partitions in the wrong state: {dict(list(wrong.items())[:5])}"
-    _check_serve_totals(fleet, runs, manifests, invalid)
+    _check_serve_totals(artifacts, runs, manifests, invalid)
     store.close()
 
     for command in (["log", "verify"], ["replay", "--verify"]):
@@ -299,9 +301,8 @@ def check_fleet(fleet: Fleet, runs: dict[str, list[str]], invalid: Iterable[str]
     )
 
 
-def _check_serve_totals(fleet: Fleet, runs: dict[str, list[str]], manifests: list[ManifestWritten],
+def _check_serve_totals(artifacts: ArtifactStore, runs: dict[str, list[str]], manifests: list[ManifestWritten],
                         invalid: set[str]) -> None:
-    artifacts = ArtifactStore(fleet.home / "artifacts")
     for run_id, refs in runs.items():
         if invalid.intersection(refs):
             continue

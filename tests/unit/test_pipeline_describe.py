@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from stagebus import REFERENCE_STAGES, ContractError, Pipeline, stage
-from stagebus.artifacts import ArtifactStore
+from stagebus.artifacts.local import ArtifactStore
 from stagebus.pipeline.context import StageContext
 from stagebus.pipeline.describe import compare, dag_lines, describe
 from stagebus.stages import reference_pipeline

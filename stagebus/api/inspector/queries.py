@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from stagebus.artifacts.local import ArtifactStore
+from stagebus.artifacts.location import open_artifacts
 from stagebus.errors import InvalidInput, StagebusError, StoreError
 from stagebus.events import RUN_SCOPE, AnyEvent, StageFailed, failure_key, partition_ref, to_builtins
 from stagebus.pipeline.rejects import read_rejects, sensitive_fields, sources
@@ -293,7 +293,7 @@ class Inspector:
                                "rejects": [], "total": 0, "error": None, "sensitive": []}
         try:
             sensitive = sensitive_fields(self.settings.pipelines, chosen)
-            artifacts = ArtifactStore(self.settings.artifacts_root, create=False)
+            artifacts = open_artifacts(self.settings, create=False)
             found = sources(p, artifacts, chosen.run_id, stage, dataset, partition)
             total = sum(s.artifact.records for s in found)
             out.update(rejects=list(read_rejects(found, min(limit, total), sensitive)), total=total,
