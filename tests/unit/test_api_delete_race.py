@@ -13,6 +13,7 @@ from stagebus.api.batches import BatchPipelines
 from stagebus.api.errors import ApiError
 from stagebus.api.processors import load_processors
 from stagebus.api.service import Service
+from stagebus.artifacts.local import LocalArtifactStore
 from stagebus.events import PipelineDeleted
 from stagebus.events.types import ApiBatchSubmitted
 from stagebus.pipeline.registry import load_pipelines
@@ -28,7 +29,7 @@ def service(home: Path, name: str) -> Service:
     processors = load_processors("")
     pipelines = BatchPipelines(load_pipelines(""), processors, home / "exports")
     return Service(store, Projections(store, home / f"projections-{name}"), processors, pipelines,
-                   batch_dir=home / "api" / "batches", artifacts_root=home / "artifacts")
+                   batch_dir=home / "api" / "batches", artifacts=LocalArtifactStore(home / "artifacts"))
 
 
 @pytest.fixture
