@@ -8,31 +8,16 @@ from pathlib import Path
 import pytest
 
 from stagebus.events import ManifestWritten
-from support.api import ApiServer, create_pipeline, wait_for_batch
+from support.api import PREFIX_PROCESSOR, ApiServer, create_pipeline, wait_for_batch
 from support.fleet import Fleet, fleet, fleet_servers
 
 __all__ = ["fleet", "fleet_servers"]
 pytestmark = pytest.mark.redis
 
-PROCESSORS = '''
-from pydantic import BaseModel
-from stagebus import RecordRejected, processor
-
-class Prefix(BaseModel):
-    text: str
-
-@processor("prefix", config=Prefix)
-def prefix(record, config):
-    if "id" not in record:
-        raise RecordRejected("no id to prefix")
-    return {**record, "id": config.text + str(record["id"])}
-'''
-
-
 def test_a_batch_submitted_to_a_fleet_mode_api_is_processed_by_the_fleet(fleet: Fleet, tmp_path: Path) -> None:
     # Given a custom processor module both the API and the worker load, an API in fleet mode
     # (Redis log and broker, so no stage runner of its own), a relay and a worker
-    (tmp_path / "fleet_procs.py").write_text(PROCESSORS)
+    (tmp_path / "fleet_procs.py").write_text(PREFIX_PROCESSOR)
     fleet.extra_env["STAGEBUS_PROCESSORS"] = "fleet_procs"
     fleet.extra_env["PYTHONPATH"] = f"{tmp_path}:{fleet.env['PYTHONPATH']}"
     api = ApiServer.start(fleet.home, {"STAGEBUS_STORE": fleet.log_url, "STAGEBUS_BROKER": fleet.broker_url,

@@ -11,24 +11,9 @@ from typing import Any
 
 import pytest
 
-from support.api import ApiServer, create_pipeline, wait_for_batch
+from support.api import PREFIX_PROCESSOR, ApiServer, create_pipeline, wait_for_batch
 
-CUSTOM = '''
-from pydantic import BaseModel
-
-from stagebus import RecordRejected, processor
-
-
-class Prefix(BaseModel):
-    text: str
-
-
-@processor("prefix", config=Prefix)
-def prefix(record, config):
-    if "id" not in record:
-        raise RecordRejected("no id to prefix")
-    return {**record, "id": config.text + str(record["id"])}
-
+CUSTOM = PREFIX_PROCESSOR + '''
 
 @processor("explode")
 def explode(record, config):

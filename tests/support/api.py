@@ -24,6 +24,24 @@ from support.net import free_port
 
 STAGEBUS = [sys.executable, "-c", "from stagebus.cli import main; main()"]
 API = "/api/v1"
+# A user module of one custom processor, for servers and workers started with
+# STAGEBUS_PROCESSORS naming it: "prefix" rejects a record without "id" and prefixes the others'.
+PREFIX_PROCESSOR = '''
+from pydantic import BaseModel
+
+from stagebus import RecordRejected, processor
+
+
+class Prefix(BaseModel):
+    text: str
+
+
+@processor("prefix", config=Prefix)
+def prefix(record, config):
+    if "id" not in record:
+        raise RecordRejected("no id to prefix")
+    return {**record, "id": config.text + str(record["id"])}
+'''
 
 
 @dataclass
