@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,7 +14,7 @@ import msgspec
 from pydantic import BaseModel, ValidationError
 
 from stagebus.artifacts.integrity import VerifiedReader, verify_artifact
-from stagebus.artifacts.pending import PendingFile
+from stagebus.artifacts.pending import HOST, PendingFile
 from stagebus.artifacts.store import ArtifactStore
 from stagebus.errors import ArtifactCorrupted, ContractError, InvalidInput
 from stagebus.events import RUN_SCOPE, Artifact, Manifest, PartitionIngested, StageMetrics
@@ -64,6 +65,11 @@ class StageContext:
         self.journaled = False  # whether the task keeps an item journal (removed once it completes)
 
     # --- inputs ---------------------------------------------------------------------------
+
+    def scratch_file(self) -> Path:
+        """A path (not created) for a temp file of this attempt, e.g. a stage's spill file, in the
+        artifact store's temp directory: the sweep removes one a crashed attempt leaves behind."""
+        return self._artifacts.tmp_dir / f"{HOST}-{os.getpid()}-{uuid.uuid4().hex}.part"
 
     @property
     def artifact_root(self) -> Path:

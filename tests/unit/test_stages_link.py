@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from stagebus.actors.executor import Outcome
+from stagebus.stages import link as link_module
 from support.reference import ReferenceRun
 
 CUSTOMERS = b"id,name\nC1,Ann\nC2,Bob\n"
@@ -83,3 +84,28 @@ def test_dotted_mention_resolves_to_the_one_definition_it_is_a_suffix_of(tmp_pat
     # Then the mention is an edge to the full name
     assert run.records("link", "edges") == [{"source": "tool.main", "target": "json.decoder.JSONDecoder.decode",
                                              "weight": 1, "cross_partition": True}]
+
+
+def test_a_run_too_large_for_memory_links_on_disk_to_the_same_outputs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the same customers and orders linked in memory, and again with every run spilled
+    def linked(home: Path) -> ReferenceRun:
+        home.mkdir()
+        run = ReferenceRun(home / "artifacts").open()
+        for name, data in (("customers", CUSTOMERS), ("orders", ORDERS)):
+            (home / f"{name}.csv").write_bytes(data)
+            run.publish(name, "2024", home / f"{name}.csv")
+        run.run_partition_stages()
+        run.seal()
+        assert run.execute("link") is Outcome.COMPLETE
+        return run
+
+    in_memory = linked(tmp_path / "memory")
+    monkeypatch.setattr(link_module, "SPILL_BYTES", 0)
+    spilled = linked(tmp_path / "disk")
+    # Then every output is byte for byte the same, and no spill file is left behind
+    for output in ("nodes", "edges", "record_links", "counts"):
+        assert spilled.records("link", output) == in_memory.records("link", output)
+        ours, reference = spilled.artifact_path("link", output), in_memory.artifact_path("link", output)
+        assert ours.read_bytes() == reference.read_bytes()
+    assert list(spilled.artifacts.tmp_dir.iterdir()) == []
