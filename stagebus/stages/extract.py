@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import string
-from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stagebus.pipeline.context import StageContext
 from stagebus.pipeline.contract import stage
+from stagebus.stages.grouping import IndexGroups
 from stagebus.stages.records import Entity
 
 # Dotted identifiers of two or more parts, each at least two characters long (so "e.g" and
@@ -92,12 +92,12 @@ def template_fields(template: str) -> list[str]:
        config=ExtractConfig)
 def extract(ctx: StageContext) -> None:
     extractor = EntityExtractor(ctx.config)  # type: ignore[arg-type]
-    found: dict[tuple[str, str, str], set[int]] = defaultdict(set)
-    for row in ctx.read("normalize", "records"):
-        for value, role, kind in extractor.entities(row["record"]):
-            found[(value, role, kind)].add(row["index"])
-    for (value, role, kind), records in sorted(found.items()):
-        ctx.emit("entities", {"value": value, "kind": kind, "role": role, "records": sorted(records)})
+    with IndexGroups(ctx.scratch_file) as found:  # on disk past SPILL_AT pairs: bounded memory
+        for row in ctx.read("normalize", "records"):
+            for entity in extractor.entities(row["record"]):
+                found.add(entity, row["index"])
+        for (value, role, kind), records in found.groups():
+            ctx.emit("entities", {"value": value, "kind": kind, "role": role, "records": records})
 
 
 class EntityExtractor:
