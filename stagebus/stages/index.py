@@ -127,7 +127,10 @@ def build_index(path: Path, rows: Iterator[Row], partitions: list[str], name_fie
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-        conn.execute("PRAGMA journal_mode = MEMORY")  # the file is fsynced when published
+        # No journal: the file is a temp file, published (and fsynced) only once built, thrown away
+        # on any failure. A MEMORY journal held a copy of every page during the VACUUM: 866 MB
+        # of a 1M-row run's index stage; without, its memory stays flat.
+        conn.execute("PRAGMA journal_mode = OFF")
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("BEGIN")
         for statement in SCHEMA:
