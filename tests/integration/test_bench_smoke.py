@@ -176,7 +176,7 @@ def test_records_bench_measures_every_figure_at_a_tiny_size(tmp_path: Path) -> N
     # And the end-to-end runs and the processes comparison carry their baselines
     assert figures["many_small_files"]["files"] == 5 and figures["many_small_files"]["peak_rss_mb"] > 0
     assert figures["one_large_file"]["rows"] == 300 and figures["one_large_file"]["ratio"] > 0
-    assert figures["processes"]["speedup_run"] > 0
+    assert figures["processes"]["speedup_run"] > 0 and figures["processes"]["speedup_cpu_stages"] > 0
     assert json.loads((tmp_path / "records.json").read_text()) == figures
 
 
