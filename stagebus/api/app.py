@@ -89,8 +89,8 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
         runner = EmbeddedRunner(store, projections, artifacts, pipelines, workers=api.runner_workers,
                                 telemetry=Telemetry(settings.logs_dir / "tasks.ndjson"))
         background = BackgroundRunner(runner, projections, poll_s=api.runner_poll_s)
-    service = Service(store, projections, processors, pipelines, batch_dir=settings.home / "api" / "batches",
-                      artifacts=artifacts, home=settings.home, shared_datasets=api.datasets,
+    service = Service(store, projections, processors, pipelines, home=settings.home, artifacts=artifacts,
+                      shared_datasets=api.datasets,
                       on_submitted=background.wake if background is not None else lambda: None)
 
     @asynccontextmanager

@@ -64,17 +64,17 @@ class BatchReceipt(msgspec.Struct, frozen=True, kw_only=True):
 
 class Service:
     def __init__(self, store: EventStore, projections: Projections, processors: ProcessorRegistry,
-                 pipelines: batches.BatchPipelines, *, batch_dir: Path, artifacts: ArtifactStore,
-                 home: Path | None = None, shared_datasets: str = "",
+                 pipelines: batches.BatchPipelines, *, home: Path, artifacts: ArtifactStore,
+                 shared_datasets: str = "",
                  on_submitted: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.projections = projections
         self.processors = processors
         self.pipelines = pipelines
-        self.batch_dir = batch_dir
+        self.home = home
+        self.batch_dir = home / "api" / "batches"  # the records of each accepted batch, one file each
         self.artifacts = artifacts
         self.on_submitted = on_submitted
-        self.home = home if home is not None else batch_dir.parent.parent
         self.shared_datasets = frozenset(d.strip() for d in shared_datasets.split(",") if d.strip())
         self._writes = threading.Lock()  # a submit and a delete of one process never interleave
         self._caught_up_at = 0.0

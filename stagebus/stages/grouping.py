@@ -21,6 +21,16 @@ SPILL_AT = 500_000  # pairs held in memory before they go to disk (~250 MB of se
 BATCH = 10_000
 
 
+def open_scratch_db(path: Path) -> sqlite3.Connection:
+    """A SQLite temp file of a stage at ``path``, in one open transaction: no journal, no fsync
+    (it is rebuilt by any retry), sorts spilled to disk, a 64 MiB page cache (the memory bound)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for pragma in ("journal_mode = OFF", "synchronous = OFF", "temp_store = FILE", "cache_size = -65536"):
+        conn.execute(f"PRAGMA {pragma}")
+    conn.execute("BEGIN")
+    return conn
+
+
 class IndexGroups:
     """``scratch()`` names the temp file when one is needed (the stage's ``ctx.scratch_file``).
     Use as a context manager: the file, if any, is removed on exit."""
@@ -62,10 +72,7 @@ class IndexGroups:
     def _spill(self) -> None:
         assert self._memory is not None
         self._path = self._scratch()
-        self._conn = sqlite3.connect(self._path, isolation_level=None)
-        for pragma in ("journal_mode = OFF", "synchronous = OFF", "temp_store = FILE", "cache_size = -65536"):
-            self._conn.execute(f"PRAGMA {pragma}")
-        self._conn.execute("BEGIN")
+        self._conn = open_scratch_db(self._path)
         self._conn.execute("CREATE TABLE pairs (a TEXT NOT NULL, b TEXT NOT NULL, c TEXT NOT NULL, "
                            "idx INTEGER NOT NULL, PRIMARY KEY (a, b, c, idx)) WITHOUT ROWID")
         memory, self._memory = self._memory, None

@@ -11,12 +11,12 @@ crashed attempt leaves) with no journal and no fsync: it is rebuilt by any retry
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Iterator
 from itertools import groupby
 from pathlib import Path
 from types import TracebackType
 
+from stagebus.stages.grouping import open_scratch_db
 from stagebus.stages.records import Edge, LinkCounts, Node, RecordLinks, record_ref
 
 SCHEMA = (
@@ -45,10 +45,7 @@ class SpilledEntityGraph:
     def __init__(self, path: Path, resolve_suffixes: bool = True) -> None:
         self.path = path
         self.resolve_suffixes = resolve_suffixes
-        self.conn = sqlite3.connect(path, isolation_level=None)
-        for pragma in ("journal_mode = OFF", "synchronous = OFF", "temp_store = FILE", "cache_size = -65536"):
-            self.conn.execute(f"PRAGMA {pragma}")
-        self.conn.execute("BEGIN")
+        self.conn = open_scratch_db(path)
         for statement in SCHEMA:
             self.conn.execute(statement)
         self._defined: list[tuple[str, str, int]] = []

@@ -29,7 +29,7 @@ def service(home: Path, name: str) -> Service:
     processors = load_processors("")
     pipelines = BatchPipelines(load_pipelines(""), processors, home / "exports")
     return Service(store, Projections(store, home / f"projections-{name}"), processors, pipelines,
-                   batch_dir=home / "api" / "batches", artifacts=LocalArtifactStore(home / "artifacts"))
+                   home=home, artifacts=LocalArtifactStore(home / "artifacts"))
 
 
 @pytest.fixture
