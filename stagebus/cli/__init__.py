@@ -1,9 +1,11 @@
 """The ``stagebus`` command.
 
-Each command lives in its own module with a ``register(app)`` function; :data:`COMMAND_MODULES`
-lists them in help order. Errors are one line on stderr, ``stagebus: error: …``, never a
-traceback: exit 2 for bad input (usage errors and :class:`~stagebus.errors.InvalidInput`), 1 for
-anything else that failed.
+Each command lives in its own module with a ``register(app)`` function; :data:`COMMANDS` names
+each command's module, in help order. A module is imported only when one of its commands runs (or
+help lists them all), so that a command pays at start-up for what it uses, not for every other
+command's imports (the HTTP service's, the warehouse's, the inspector's). Errors are one line on
+stderr, ``stagebus: error: …``, never a traceback: exit 2 for bad input (usage errors and
+:class:`~stagebus.errors.InvalidInput`), 1 for anything else that failed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
+from typer import _click as click
 from typer._click import exceptions as click_exceptions
 from typer.core import TyperGroup
 
@@ -23,10 +26,13 @@ from stagebus.cli._context import AppContext, make_settings
 from stagebus.cli._help import tidy
 from stagebus.errors import InvalidInput, StagebusError
 
-# Modules of this package that add commands; one that is not there (yet) is skipped.
-COMMAND_MODULES = ("publish", "run", "runs", "why", "demo", "state", "manifest", "rejects", "export", "query", "log",
-                   "replay", "pipeline", "gc", "artifacts", "fleet", "ui",
-                   "api", "keys", "load")
+# Command -> the module of this package whose ``register(app)`` adds it, in help order. A module
+# that is not there (yet) is skipped.
+COMMANDS = {"publish": "publish", "run": "run", "runs": "runs", "why": "why", "demo": "demo", "state": "state",
+            "manifest": "manifest", "rejects": "rejects", "export": "export", "query": "query", "log": "log",
+            "replay": "replay", "pipeline": "pipeline", "gc": "gc", "artifacts": "artifacts", "relay": "fleet",
+            "worker": "fleet", "ui": "ui", "api": "api", "keys": "keys", "load": "load"}
+COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 HELP_OPTION_NAMES = ["-h", "--help"]
 
@@ -75,6 +81,28 @@ class OneLineErrors(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*COMMANDS, *(name for name in super().list_commands(ctx) if name not in COMMANDS)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self._load(COMMANDS[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+    def _load(self, module_name: str) -> None:
+        """Import one command module and add what its ``register`` adds, help tidied."""
+        try:
+            module = importlib.import_module(f"{__name__}.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{module_name}":
+                raise  # the module is there but something it imports is not: a real error
+            return
+        commands = typer.Typer()
+        module.register(commands)
+        for name, command in typer.main.get_group(commands).commands.items():
+            tidy(command, HELP_OPTION_NAMES)
+            self.add_command(command, name)
 
 
 def _check_utf8(args: Sequence[str]) -> None:
@@ -132,20 +160,6 @@ def configure(
     context = AppContext(settings)
     ctx.obj = context
     ctx.call_on_close(context.close)
-
-
-def _register_commands() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise  # the module is there but something it imports is not: a real error
-            continue
-        module.register(app)
-
-
-_register_commands()
 
 
 def main() -> None:

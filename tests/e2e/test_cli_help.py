@@ -18,9 +18,13 @@ def command_paths() -> Iterator[tuple[tuple[str, ...], str]]:
     def walk(command: typer.core.TyperCommand | typer.core.TyperGroup, path: tuple[str, ...]) -> Iterator[
             tuple[tuple[str, ...], str]]:
         yield path, command.help or ""
-        for name, sub in getattr(command, "commands", {}).items():
-            yield from walk(sub, (*path, name))
-    yield from walk(typer.main.get_command(app), ())
+        if isinstance(command, typer.core.TyperGroup):  # commands load on first use: ask the group
+            context = typer.Context(command)
+            for name in command.list_commands(context):
+                sub = command.get_command(context, name)
+                assert sub is not None, name
+                yield from walk(sub, (*path, name))  # type: ignore[arg-type]
+    yield from walk(typer.main.get_command(app), ())  # type: ignore[arg-type]
 
 
 PATHS = list(command_paths())

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import inspect
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import stagebus
@@ -18,13 +20,40 @@ def _isort_order(name: str) -> tuple[int, str]:
 
 
 def test_all_imports_are_exported() -> None:
-    # Given every public name the package binds that is not a subpackage or module
+    # Given every name __all__ lists, each resolved (the package imports them on first use)
+    resolved = {name: getattr(stagebus, name) for name in stagebus.__all__}
+    # Then each is an object of the implementation, none a module, and dir() shows them all
+    assert not any(inspect.ismodule(value) for value in resolved.values())
+    assert set(stagebus.__all__) <= set(dir(stagebus))
+    # And the public names the package binds are exactly those, listed once each, sorted
     public = {name for name, value in vars(stagebus).items()
               if not name.startswith("_") and not inspect.ismodule(value)}
-    # Then __all__ names exactly those, once each, sorted
     assert set(stagebus.__all__) == public
     assert len(stagebus.__all__) == len(set(stagebus.__all__))
     assert stagebus.__all__ == sorted(stagebus.__all__, key=_isort_order)
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    try:
+        stagebus.no_such_name  # noqa: B018
+    except AttributeError as exc:
+        assert "no_such_name" in str(exc)
+    else:
+        raise AssertionError("stagebus.no_such_name resolved")
+
+
+def test_the_command_line_imports_only_what_a_command_uses() -> None:
+    # Given a fresh interpreter that imports the CLI and runs `stagebus --version`
+    code = ("import sys\nfrom stagebus.cli import app\nimport typer\n"
+            "try:\n    typer.main.get_command(app).main(['--version'], prog_name='stagebus')\n"
+            "except SystemExit:\n    pass\nprint(' '.join(sorted(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    # Then neither the HTTP service, the warehouse, the inspector nor the reference stages came along
+    assert "stagebus.cli" in loaded
+    heavy = {"fastapi", "limits", "jinja2", "psycopg", "boto3", "stagebus.api.processors", "stagebus.warehouse",
+             "stagebus.stages", "stagebus.cli.api", "stagebus.cli.ui", "stagebus.cli.load"}
+    assert loaded & heavy == set()
 
 
 def test_the_public_api_authors_and_publishes() -> None:
