@@ -7,7 +7,6 @@ actor re-checks every gate in the log itself.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import zlib
@@ -29,11 +28,10 @@ from stagebus.actors.telemetry import Telemetry
 from stagebus.artifacts.local import LocalArtifactStore
 from stagebus.artifacts.store import ArtifactStore
 from stagebus.errors import InvalidInput
-from stagebus.events import RUN_SCOPE, Manifest, StageFailed
+from stagebus.events import RUN_SCOPE, StageFailed
 from stagebus.pipeline.definition import Pipeline, PipelineRegistry
 from stagebus.store import EventStore
 
-_log = logging.getLogger("stagebus.actors")
 MAX_ROUNDS = 10_000
 INFRA_FIRST_BACKOFF_S = 0.5
 INFRA_WAIT_S = 30.0  # how long `stagebus run` waits out an infrastructure fault before it returns
@@ -73,58 +71,6 @@ class Shard:
         return cls(int(index), int(count))
 
 
-class ViewWriter:
-    """Writes ``manifest.json`` views on its own thread, so a stage task never waits for one: the
-    views are a browsable copy of the log, and the file system calls overlap the log's fsyncs."""
-
-    def __init__(self, artifacts: ArtifactStore) -> None:
-        self.artifacts = artifacts
-        self._queue: list[Manifest] = []
-        self._cond = threading.Condition()
-        self._busy = False
-        self._closed = False
-        self._thread: threading.Thread | None = None
-
-    def add(self, manifest: Manifest) -> None:
-        with self._cond:
-            self._queue.append(manifest)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="stagebus-views", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
-
-    def flush(self) -> None:
-        """Return once every view added so far is written."""
-        with self._cond:
-            self._cond.wait_for(lambda: not self._queue and not self._busy)
-
-    def close(self) -> None:
-        self.flush()
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._closed)
-                if not self._queue:
-                    return
-                batch, self._queue = self._queue, []
-                self._busy = True
-            try:
-                self.artifacts.materialize_many(batch)
-            except OSError as exc:  # a view is a copy of the log: never fail a run for it
-                _log.warning("could not write %d manifest.json views (%s); "
-                             "`stagebus artifacts verify --repair` writes them", len(batch), exc)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
-
-
 class EmbeddedRunner:
     def __init__(
         self,
@@ -162,11 +108,8 @@ class EmbeddedRunner:
         self._only_stages: Collection[str] | None = None
         self._worker: dramatiq.Worker | None = None
         self.broker: StubBroker = make_broker("memory")  # type: ignore[assignment]
-        # manifest.json views are written off the task path, by one thread, in batches.
-        self._views = ViewWriter(self.artifacts)
         self.executor = Executor(store, self.artifacts, pipelines, lookups=projections, telemetry=telemetry,
-                                 on_complete=self._enqueue_downstream, on_progress=on_progress,
-                                 defer_view=self._views.add)
+                                 on_complete=self._enqueue_downstream, on_progress=on_progress)
         # A queue per stage, as in the fleet: a single FIFO queue would hold a partition's next stage
         # behind every queued task of the stage before it (measured: hot transition p50 47 ms -> 1.1 s).
         self.actors = StageActors(self.broker, self.executor, pipelines)
@@ -202,7 +145,6 @@ class EmbeddedRunner:
             for queue in self.actors.queues:
                 self.broker.join(queue, fail_fast=False)
             self._worker.join()
-        self._views.flush()
         self._collect_failures(run_ids)
         return self._report
 
@@ -211,7 +153,6 @@ class EmbeddedRunner:
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
-        self._views.close()
 
     def __enter__(self) -> EmbeddedRunner:
         return self

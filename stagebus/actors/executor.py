@@ -101,12 +101,8 @@ class Executor:
         on_complete: Callable[[TaskRef, Pipeline], None] | None = None,
         on_progress: Callable[[TaskRef, int], None] | None = None,
         held: HeldAttempts | None = None,
-        defer_view: Callable[[Manifest], None] | None = None,
     ) -> None:
-        """``defer_view``: takes each new manifest whose ``manifest.json`` view is to be written
-        later in bulk (the embedded runner, when it goes idle); default: written per task."""
         self.store = store
-        self.defer_view = defer_view
         self.held = held or HeldAttempts()
         self.artifacts = artifacts
         self.pipelines = pipelines
@@ -126,7 +122,6 @@ class Executor:
         # One log lookup for the duplicate check and the gate (keyed facts seen before are kept).
         verdict = self.gate.check(task, pipeline, own_manifest=True)
         if verdict.existing is not None:
-            self._materialize(verdict.existing.event())
             self.telemetry.emit("duplicate", task=str(task))
             return Outcome.DUPLICATE
         if not verdict.open:
@@ -240,10 +235,9 @@ class Executor:
             return Outcome.LOST
         if self.on_complete is not None:
             self.on_complete(task, pipeline)  # first: downstream waits on nothing below
-        if self.defer_view is not None:
-            self.defer_view(manifest)
-        else:
-            self.artifacts.materialize(manifest)
+        # No manifest.json view here: views are a browsable copy of the log, written on demand
+        # (`stagebus artifacts views`); a directory, a file and a rename per task had been half
+        # of a no-op task's cost.
         if manifest.status == "complete" and journaled:
             work = self.artifacts.work_dir(task.run_id, task.stage, task.partition)
             (work / JOURNAL).unlink(missing_ok=True)
@@ -268,10 +262,6 @@ class Executor:
         self.telemetry.emit("failed", task=str(task), attempt=attempt, error_type=type(exc).__name__,
                             error=message, final=final, infrastructure=infrastructure,
                             **({"traceback": trace} if final else {}))
-
-    def _materialize(self, event: object) -> None:
-        if isinstance(event, ManifestWritten):
-            self.artifacts.materialize(event.manifest)
 
     def _intact(self, task: TaskRef, source: Manifest) -> bool:
         """Whether every object of a manifest to reuse is there with its recorded size and sha256.

@@ -1,11 +1,11 @@
 """``artifacts verify``: check every object and browsable view the manifests of record reference.
 
 Objects are checked for existence, size and sha256 (each object once, however many manifests
-share it). A ``runs/.../manifest.json`` view must exist and hold exactly the ``ManifestWritten``
-event's manifest. Views can be rebuilt from the log (``repair=True``); objects cannot be rebuilt
-from nothing, so a damaged object is reported with the run and stage to execute again. Where
-views are per machine (S3 artifacts: each machine's under its cache), a view missing here is not
-damage; one present but different is.
+share it). A ``runs/.../manifest.json`` view is written on demand (``stagebus artifacts views``),
+so a missing one is no damage; one that is there must hold exactly the ``ManifestWritten``
+event's manifest. Views can be rebuilt from the log (``repair=True`` writes the wrong and the
+missing ones); objects cannot be rebuilt from nothing, so a damaged object is reported with the
+run and stage to execute again.
 """
 
 from __future__ import annotations
@@ -76,13 +76,13 @@ def _check_view(artifacts: ArtifactStore, manifest: Manifest, repair: bool) -> F
         data = None
     if data == manifest_json(manifest):
         return None
-    if data is None and not artifacts.shares_views:
-        if repair:  # asked to: this machine gets its own copy, no damage to report
+    if data is None:
+        if repair:  # asked to: written now, no damage to report (views are written on demand)
             artifacts.materialize(manifest)
         return None
-    problem = "missing" if data is None else "differs from the ManifestWritten event"
     if repair:
         artifacts.materialize(manifest)
     return Finding(kind="view", run_id=manifest.run_id, stage=manifest.stage, partition=manifest.partition,
-                   path=path.relative_to(artifacts.root).as_posix(), problem=problem, repaired=repair,
+                   path=path.relative_to(artifacts.root).as_posix(), problem="differs from the ManifestWritten event",
+                   repaired=repair,
                    advice="" if repair else "rebuild it from the log: stagebus artifacts verify --repair")

@@ -95,8 +95,6 @@ def _missing(exc: BaseException) -> bool:
 class S3ArtifactStore(ArtifactStore):
     """Objects in ``s3://bucket/prefix``; ``root`` is this machine's cache and working area."""
 
-    shares_views = False  # each machine's views are its own (under its cache root)
-
     def __init__(self, location: S3Location, root: Path, *, create: bool = True, client: Any = None,
                  multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE,
                  attempts: int = ATTEMPTS) -> None:

@@ -52,10 +52,6 @@ class Collected(NamedTuple):
 class ArtifactStore(abc.ABC):
     """Immutable, content-addressed objects plus this machine's working area under ``root``."""
 
-    # Whether every machine sees the same ``runs/…`` views (one filesystem). When not, a view
-    # missing here is no damage: it was written on the machine that ran the task.
-    shares_views = True
-
     def __init__(self, root: Path, *, create: bool = True) -> None:
         self.root = Path(root)
         self.tmp_dir = self.root / "objects" / ".tmp"
@@ -125,31 +121,29 @@ class ArtifactStore(abc.ABC):
 
     def materialize(self, manifest: Manifest) -> Path:
         """Write the browsable ``manifest.json`` from the event, atomically. Idempotent."""
-        target = self.manifest_path(manifest.run_id, manifest.stage, manifest.partition)
-        data = manifest_json(manifest)
-        try:
-            if target.read_bytes() == data:
-                return target
-        except (FileNotFoundError, NotADirectoryError):
-            pass
-        self._write_view(target, data, set())
-        return target
+        self.materialize_many([manifest])
+        return self.manifest_path(manifest.run_id, manifest.stage, manifest.partition)
 
     def materialize_many(self, manifests: Iterable[Manifest]) -> int:
-        """Write the views of manifests just appended (none can have one yet), in one pass:
-        each directory made once. Returns how many were written."""
+        """Write the views of ``manifests`` that are missing or differ, in one pass (each
+        directory made once). Idempotent. Returns how many were written."""
         made: set[Path] = set()
         written = 0
         for manifest in manifests:
             target = self.manifest_path(manifest.run_id, manifest.stage, manifest.partition)
-            self._write_view(target, manifest_json(manifest), made)
+            data = manifest_json(manifest)
+            try:
+                if target.read_bytes() == data:
+                    continue
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+            self._write_view(target, data, made)
             written += 1
         return written
 
     def _write_view(self, target: Path, data: bytes, made: set[Path]) -> None:
-        # No fsync: manifest.json is a view of the ManifestWritten event, not a record. A copy
-        # lost in a crash is written again from the log (the executor's duplicate path,
-        # ``artifacts verify --repair``).
+        # No fsync: manifest.json is a view of the ManifestWritten event, not a record. One lost
+        # in a crash is written again from the log (``artifacts views``, ``verify --repair``).
         if target.parent not in made:
             target.parent.mkdir(parents=True, exist_ok=True)
             made.add(target.parent)

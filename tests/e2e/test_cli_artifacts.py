@@ -31,9 +31,8 @@ def tamper(path: Path) -> None:
 
 
 def _run_id(home: Path) -> str:
-    runs = sorted((home / "artifacts" / "runs").iterdir())
-    assert len(runs) == 1
-    return runs[0].name
+    (run,) = json.loads(ok(home, "runs", "--format", "json"))  # the one run
+    return str(run["run_id"])
 
 
 def ingest_raw(home: Path, run_id: str) -> Path:
@@ -42,8 +41,30 @@ def ingest_raw(home: Path, run_id: str) -> Path:
     return home / "artifacts" / raw["path"]
 
 
-def test_verify_reports_tampered_objects_and_lost_views_and_exits_1(tmp_path: Path) -> None:
-    # Given a completed run: verify says it is intact
+def test_views_are_written_on_demand_from_the_log(tmp_path: Path) -> None:
+    # Given a completed run: its tasks wrote no browsable views
+    home = tmp_path / "home"
+    (tmp_path / "t.csv").write_text("a,b\n1,first\n")
+    ok(home, "publish", "--dataset", "d", "--partition", "p", "--file", str(tmp_path / "t.csv"), "--seal")
+    ok(home, "run")
+    run_id = _run_id(home)
+    assert not (home / "artifacts" / "runs").exists()
+    # When the views are asked for, Then one per manifest is written, each its manifest of record
+    first = json.loads(ok(home, "artifacts", "views", "--format", "json"))
+    assert first["manifests"] == first["written"] == 6
+    shown = json.loads(ok(home, "manifest", "show", run_id, "--format", "json"))
+    views = {json.loads(p.read_text())["stage"]: json.loads(p.read_text())
+             for p in (home / "artifacts" / "runs" / run_id).rglob("manifest.json")}
+    assert set(views) == {m["stage"] for m in shown} and len(views) == 6
+    assert views["ingest"]["output_hash"] == next(m for m in shown if m["stage"] == "ingest")["output_hash"]
+    # And asking again writes nothing; for an unknown run it is a usage error
+    assert "0 manifest.json view(s) written" in ok(home, "artifacts", "views", "--run", run_id)
+    done = cli(home, "artifacts", "views", "--run", "nope")
+    assert done.returncode == 2 and "no run 'nope'" in done.stderr
+
+
+def test_verify_reports_tampered_objects_and_edited_views_and_exits_1(tmp_path: Path) -> None:
+    # Given a completed run: verify says it is intact, with or without views written
     home = tmp_path / "home"
     (tmp_path / "t.csv").write_text("a,b\n1,first\n2,second\n")
     ok(home, "publish", "--dataset", "d", "--partition", "p", "--file", str(tmp_path / "t.csv"), "--seal")
@@ -51,11 +72,14 @@ def test_verify_reports_tampered_objects_and_lost_views_and_exits_1(tmp_path: Pa
     run_id = _run_id(home)
     clean = json.loads(ok(home, "artifacts", "verify", "--format", "json"))
     assert clean["ok"] and clean["findings"] == [] and clean["objects"] > 0 and clean["views"] == 6
-    # When ingest's raw object is edited and normalize's manifest.json deleted
+    ok(home, "artifacts", "views")
+    assert json.loads(ok(home, "artifacts", "verify", "--format", "json"))["findings"] == []
+    # When ingest's raw object is edited and normalize's manifest.json edited
     raw = ingest_raw(home, run_id)
     tamper(raw)
     (view,) = (home / "artifacts" / "runs").rglob("normalize/**/manifest.json")
-    view.unlink()
+    original = view.read_bytes()
+    view.write_bytes(original.replace(b'"status":"complete"', b'"status":"reused"'))
     # Then verify lists both, with the stage to run again, exits 1 and changes nothing
     done = cli(home, "artifacts", "verify", "--run", run_id, "--format", "json")
     assert done.returncode == 1, done.stderr
@@ -65,13 +89,14 @@ def test_verify_reports_tampered_objects_and_lost_views_and_exits_1(tmp_path: Pa
     assert found[("object", "ingest")]["path"] == raw.relative_to(home / "artifacts").as_posix()
     assert "expected sha256" in found[("object", "ingest")]["problem"]
     assert f"--run-id {run_id} --resume-from ingest" in found[("object", "ingest")]["advice"]
-    assert found[("view", "normalize")]["problem"] == "missing" and not view.exists()
+    assert found[("view", "normalize")]["problem"] == "differs from the ManifestWritten event"
+    assert view.read_bytes() != original
     table = cli(home, "artifacts", "verify")
-    assert table.returncode == 1 and "ingest" in table.stdout and "missing" in table.stdout
+    assert table.returncode == 1 and "ingest" in table.stdout and "differs" in table.stdout
     # When repaired, Then the view is rebuilt from the log; the object is still reported
     repaired = cli(home, "artifacts", "verify", "--repair", "--format", "json")
     assert repaired.returncode == 1
-    assert view.exists() and json.loads(view.read_text())["stage"] == "normalize"
+    assert view.read_bytes() == original
     left = [(f["kind"], f["repaired"]) for f in json.loads(repaired.stdout)["findings"]]
     assert sorted(left) == [("object", False), ("view", True)]
     # When the advice is followed, Then the recomputation repairs the object and verify is clean
@@ -106,7 +131,7 @@ def test_resume_over_a_tampered_upstream_executes_it_again_and_repairs_it(tmp_pa
     # Then the first stage whose reuse would have handed on the damaged object executed again
     # (ingest: normalize's records are byte-identical to ingest's, one shared object), which put
     # the right bytes back; normalize then reused the repaired object
-    (new_run,) = [p.name for p in (home / "artifacts" / "runs").iterdir() if p.name != run_id]
+    (new_run,) = [r["run_id"] for r in json.loads(ok(home, "runs", "--format", "json")) if r["run_id"] != run_id]
     status = {m["stage"]: m["status"] for m in json.loads(ok(home, "manifest", "show", new_run, "--format", "json"))}
     assert status["ingest"] == "complete" and status["normalize"] == "reused" and status["extract"] == "complete"
     assert obj.read_bytes() == intact

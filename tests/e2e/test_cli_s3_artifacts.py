@@ -65,7 +65,7 @@ def test_a_run_on_s3_artifacts_is_valid_verified_and_collectable(tmp_path: Path,
     assert {(e["partition"], e["status"]) for e in ledger} == {("ca", "valid"), ("ny", "valid")}
     stored = bucket_objects(moto_server, s3_bucket)
     assert stored and all(key.startswith("objects/") for key in stored)
-    assert not (home / "artifacts").exists() and (home / "artifacts-cache" / "runs").is_dir()
+    assert not (home / "artifacts").exists() and (home / "artifacts-cache" / "objects").is_dir()
     # And the served view answers from this machine's working area
     hits = json.loads(ok(home, env, "query", "kennedy", "--format", "json"))
     assert [h["partition"] for h in hits] == ["ny"]
@@ -76,7 +76,7 @@ def test_a_run_on_s3_artifacts_is_valid_verified_and_collectable(tmp_path: Path,
     shutil.rmtree(home / "artifacts-cache")
     report = json.loads(ok(home, env, "artifacts", "verify", "--repair", "--format", "json"))
     assert report["ok"] and report["objects"] == len(stored) and report["views"] == report["manifests"]
-    assert report["findings"] == []  # views are per machine with S3: missing ones are no damage
+    assert report["findings"] == []  # views are written on demand: missing ones are no damage
     assert len(list((home / "artifacts-cache" / "runs").rglob("manifest.json"))) == report["manifests"]
     # When an orphan object (a losing duplicate's) is in the bucket and gc runs without grace
     orphan = b"left behind by a duplicate that lost its manifest key"

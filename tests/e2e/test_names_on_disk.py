@@ -50,6 +50,7 @@ def test_dot_named_partitions_of_one_run_keep_their_own_records_and_views(tmp_pa
     # When the run is processed
     result = stagebus(home, "run")
     assert result.exit_code == 0, result.output
+    assert stagebus(home, "artifacts", "views").exit_code == 0
     # Then both partitions are valid
     ledger = json.loads(stagebus(home, "state", "inspect", "--format", "json").stdout)
     assert {(row["dataset"], row["partition"], row["status"]) for row in ledger} == {

@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from stagebus.actors.executor import Executor, Outcome
 from stagebus.actors.gate import TaskRef
 from stagebus.artifacts.local import ArtifactStore
 from stagebus.errors import ContractError, PermanentStageError
-from stagebus.events import ManifestWritten, StageFailed, StageStarted
+from stagebus.events import Manifest, ManifestWritten, StageFailed, StageStarted
 from stagebus.pipeline.contract import stage
 from stagebus.pipeline.definition import Pipeline
 from stagebus.store import MemoryEventStore
@@ -201,17 +202,20 @@ def test_output_breaking_its_schema_is_a_contract_error(store: MemoryEventStore,
     assert events_of(store, StageFailed)[0].final
 
 
-def test_missing_manifest_json_is_rematerialized(store: MemoryEventStore, tmp_path: Path) -> None:
-    # Given a completed task whose browsable manifest.json was lost
+def test_a_stage_task_writes_no_view_and_the_view_is_the_event(store: MemoryEventStore, tmp_path: Path) -> None:
+    # Given a completed task (twice delivered)
     (ref,) = toy.publish(store, tmp_path, "r1", {"a": [{"n": 1}]})
     ex = executor(store, tmp_path / "art")
     ex.execute(TaskRef("r1", "load", ref), "toy")
-    path = ex.artifacts.manifest_path("r1", "load", ref)
-    path.unlink()
-    # When the task is delivered again
     assert ex.execute(TaskRef("r1", "load", ref), "toy") is Outcome.DUPLICATE
-    # Then manifest.json is back, rebuilt from the event
-    assert path.exists() and '"stage":"load"' in path.read_text()
+    # Then no browsable manifest.json was written on the task path (views are written on demand)
+    path = ex.artifacts.manifest_path("r1", "load", ref)
+    assert not path.exists() and not (tmp_path / "art" / "runs").exists()
+    # When the views are written from the log, Then the view is the event's manifest, once
+    (event,) = events_of(store, ManifestWritten)
+    assert ex.artifacts.materialize_many([event.manifest]) == 1
+    assert msgspec.json.decode(path.read_bytes(), type=Manifest) == event.manifest
+    assert ex.artifacts.materialize_many([event.manifest]) == 0  # already current: nothing rewritten
 
 
 def retried_double(store: MemoryEventStore, tmp_path: Path, body) -> tuple[Executor, str]:  # type: ignore[no-untyped-def]
