@@ -26,6 +26,7 @@ BENCHMARKS = {
     "asof": "bench.asof",
     "records": "bench.records",
     "idle": "bench.idle",
+    "noop": "bench.noop",
     "ui": "bench.ui",
     "api": "bench.api",
     "warehouse": "bench.warehouse",

@@ -9,6 +9,7 @@ imports, before the store and runner open), so that the run's own memory is the 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -61,11 +62,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
-def measure_in_subprocess(partitions: int, timeout_s: float = 900) -> dict[str, Any]:
+def measure_in_subprocess(partitions: int, timeout_s: float = 900, tree: Path = REPO) -> dict[str, Any]:
+    """``main`` in a fresh process, on the code of ``tree`` (default: this one)."""
     # Times its own imports (stagebus, dramatiq, msgspec…), as the peers' scripts do theirs.
     code = ("import sys, time; t = time.perf_counter(); from bench import noop_run; "
             "noop_run.main(int(sys.argv[1]), time.perf_counter() - t)")
-    done = subprocess.run([sys.executable, "-c", code, str(partitions)], cwd=REPO,
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH", "")]))}
+    done = subprocess.run([sys.executable, "-c", code, str(partitions)], cwd=tree, env=env,
                           capture_output=True, text=True, timeout=timeout_s)
     if done.returncode != 0:
         raise RuntimeError(f"bench.noop_run {partitions} failed: {done.stderr.strip()[-2000:]}")
