@@ -8,6 +8,9 @@ import uuid
 
 import httpx
 
+from stagebus.api import keys as api_keys
+from stagebus.events.types import ApiKeyCreated
+from stagebus.store import SqliteEventStore
 from support.api import PEOPLE_CONFIG, ApiServer, create_pipeline, wait_for_batch
 
 GOOD_AND_BAD = [
@@ -317,3 +320,18 @@ def test_replay_rebuilds_the_api_projections_identically(api_server: ApiServer, 
     api_server.stagebus("replay")
     with api_server.client(acme) as client:
         assert client.get(f"/pipelines/{pipeline}").json()["metrics"]["records_failed"] == 3
+
+
+def test_a_key_works_the_instant_it_is_created(api_server: ApiServer, acme: str) -> None:
+    # Given a server that has just read its keys (its reads may then be up to 0.25 s stale)
+    with api_server.client(acme) as client:
+        assert client.get("/pipelines").status_code == 200
+    # When a key is appended to the log right after, and used at once
+    secret = api_keys.new_key()
+    with SqliteEventStore(api_server.home / "log.db") as store:
+        store.append_one(ApiKeyCreated(key_id=api_keys.new_key_id(), owner="INSTANT",
+                                       key_hash=api_keys.hash_key(secret), rate="100/minute",
+                                       prefix=secret[:api_keys.SHOWN]))
+    # Then it is accepted: a key not found is looked up again in the log, not refused on a stale read
+    with api_server.client(secret) as client:
+        assert client.get("/pipelines").status_code == 200
