@@ -264,3 +264,19 @@ def test_artifacts_bench_writes_and_reads_both_backends_at_a_tiny_size(tmp_path:
     assert all(rate > 0 for rate in figures["mb_per_s"].values())
     assert figures["ratio_s3_write"] > 0 and figures["ratio_s3_read_cold_cache"] > 0
     assert json.loads((tmp_path / "artifacts.json").read_text()) == figures
+
+
+def test_noop_bench_compares_ours_raw_and_a_before_tree_at_a_tiny_size(tmp_path: Path) -> None:
+    from bench import noop
+
+    parser = argparse.ArgumentParser()
+    noop.add_arguments(parser)
+    # Given this commit as the "before" tree (what `--before REV` unpacks and runs)
+    figures = noop.run(parser.parse_args(["--sizes", "5", "--rounds", "1", "--before", "HEAD",
+                                          "--json", str(tmp_path / "noop.json")]))
+    # Then each side has a time per task, and ours and before a ratio against raw Dramatiq
+    (row,) = figures["rows"]
+    assert row["partitions"] == 5 and row["tasks"] == 18
+    assert row["ours_ms_per_task"] > 0 and row["raw_ms_per_task"] > 0 and row["before_ms_per_task"] > 0
+    assert row["ours_over_raw"] > 0 and row["before_over_raw"] > 0
+    assert json.loads((tmp_path / "noop.json").read_text()) == figures
