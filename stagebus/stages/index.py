@@ -104,10 +104,31 @@ def name_keys(record: dict[str, Any], name_fields: tuple[str, ...]) -> list[str]
 
 def split_text(record: dict[str, Any], name_fields: tuple[str, ...]) -> tuple[str, str]:
     """(name text, body text): the strings of the name-like fields, and every other string."""
-    names = set(name_keys(record, name_fields))
-    name = "\n".join(s for key in sorted(names) for s in searchable_text(record[key]))
-    body = "\n".join(s for key in sorted(record) if key not in names for s in searchable_text(record[key]))
-    return name, body
+    names, others = _layout(record, name_fields)
+    return _joined(record, names), _joined(record, others)
+
+
+_LAYOUTS: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[list[str], list[str]]] = {}
+
+
+def _layout(record: dict[str, Any], name_fields: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(name keys, other keys), each sorted: the same for every record with the same keys, so
+    worked out once per key sequence (bounded), not per record."""
+    cache_key = (name_fields, tuple(record))
+    known = _LAYOUTS.get(cache_key)
+    if known is None:
+        names = name_keys(record, name_fields)
+        known = (names, [key for key in sorted(record) if key not in set(names)])
+        if len(_LAYOUTS) < 1024:
+            _LAYOUTS[cache_key] = known
+    return known
+
+
+def _joined(record: dict[str, Any], keys: list[str]) -> str:
+    try:
+        return "\n".join([record[key] for key in keys])  # every value a string: the common case
+    except TypeError:
+        return "\n".join(s for key in keys for s in searchable_text(record[key]))
 
 
 def searchable_text(value: Any) -> Iterator[str]:
@@ -135,14 +156,18 @@ def build_index(path: Path, rows: Iterator[Row], partitions: list[str], name_fie
         conn.execute("BEGIN")
         for statement in SCHEMA:
             conn.execute(statement)
-        count = 0
         content: dict[tuple[str, str], Any] = {split_partition_ref(p): hashlib.sha256() for p in partitions}
         counts = dict.fromkeys(content, 0)
-        for rowid, row in enumerate(rows, start=1):
-            conn.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (rowid, *row))
-            content[(row[0], row[1])].update(row[6].encode())
-            counts[(row[0], row[1])] += 1
-            count = rowid
+
+        def numbered() -> Iterator[tuple[Any, ...]]:
+            for rowid, row in enumerate(rows, start=1):
+                content[(row[0], row[1])].update(row[6].encode())
+                counts[(row[0], row[1])] += 1
+                yield (rowid, *row)
+
+        # One executemany over a generator: the rows still stream, without a call per row.
+        conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", numbered())
+        count = sum(counts.values())
         conn.executemany("INSERT INTO partitions VALUES (?, ?, ?, ?)",
                          [(*key, counts[key], digest.hexdigest()) for key, digest in sorted(content.items())])
         conn.executemany("INSERT INTO meta VALUES (?, ?)", sorted({

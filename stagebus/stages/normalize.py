@@ -174,14 +174,14 @@ def compile_processors(processors: list[Processor]) -> list[Callable[[dict[str, 
             run_fields = fields
             continue
         if run:
-            steps.append(_strings(run_fields, _composed(run)))
+            steps.append(_strings(run_fields, _composed(run), _settled_check(run)))
             run = []
         if fn is not None:
             run, run_fields = [fn], fields
         else:
             steps.append(compile_processor(p))
     if run:
-        steps.append(_strings(run_fields, _composed(run)))
+        steps.append(_strings(run_fields, _composed(run), _settled_check(run)))
     return steps
 
 
@@ -230,9 +230,51 @@ def _nfc(text: str) -> str:
     return text if text.isascii() else unicodedata.normalize("NFC", text)  # ASCII is NFC already
 
 
-def _strings(fields: list[str] | None, fn: Callable[[str], str]) -> Callable[[dict[str, Any]], None]:
+# Joins a record's strings for the settled checks. Any character would do (a field holding it
+# only makes a check fail, never pass, wrongly); a printable one keeps ``isprintable`` usable.
+_SEP = "|"
+
+
+def _nfc_settled(blob: str) -> bool:
+    return blob.isascii()
+
+
+def _whitespace_settled(blob: str) -> bool:
+    # True only if no joined field has whitespace but single inner spaces. Every whitespace
+    # character but " " is unprintable (a test checks each code point), and a field's ends are
+    # the blob's ends or touch a separator.
+    return (blob.isprintable() and "  " not in blob and f" {_SEP}" not in blob and f"{_SEP} " not in blob
+            and blob[:1] != " " and blob[-1:] != " ")
+
+
+_SETTLED: dict[Callable[[str], str], Callable[[str], bool]] = {}  # filled below: fn -> its check
+
+
+def _settled_check(fns: list[Callable[[str], str]]) -> Callable[[str], bool] | None:
+    """A check on a record's strings joined by ``_SEP`` that, when it passes, proves every one of
+    them is left unchanged by ``fns``; None when some function has no such check."""
+    checks = list(dict.fromkeys(_SETTLED.get(fn) for fn in fns))
+    if None in checks:
+        return None
+    if len(checks) == 1:
+        return checks[0]
+    first, second = checks  # only nfc and whitespace have checks; no generator per record
+    return lambda blob: first(blob) and second(blob)  # type: ignore[misc]
+
+
+def _strings(fields: list[str] | None, fn: Callable[[str], str],
+             settled: Callable[[str], bool] | None = None) -> Callable[[dict[str, Any]], None]:
     if fields is None:
         def every_field(record: dict[str, Any]) -> None:
+            # Most records need no change: one check over all their strings (C loops) instead of
+            # one call per field. A record with a non-string value joins only its strings.
+            if settled is not None:
+                try:
+                    blob = _SEP.join(record.values())
+                except TypeError:
+                    blob = _SEP.join([value for value in record.values() if isinstance(value, str)])
+                if settled(blob):
+                    return
             changed = {name: fn(value) for name, value in record.items() if isinstance(value, str)}
             record.update(changed)
 
@@ -248,6 +290,7 @@ def _strings(fields: list[str] | None, fn: Callable[[str], str]) -> Callable[[di
 
 
 _STRING_MAPS.update({"whitespace": _collapse_whitespace, "nfc": _nfc, "lowercase": str.lower})
+_SETTLED.update({_collapse_whitespace: _whitespace_settled, _nfc: _nfc_settled})
 
 
 def _rename(record: dict[str, Any], fields: dict[str, str]) -> None:

@@ -167,13 +167,16 @@ def too_deep_error() -> str:
     return f"a record may nest at most {MAX_RECORD_DEPTH} levels deep"
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # exact types: a subclass takes the long way
+
+
 def nesting_exceeds(value: object, limit: int | None = None) -> bool:
     """Whether ``value`` nests lists/dicts deeper than ``limit`` (default :data:`MAX_RECORD_DEPTH`).
 
     Iterative, so a deep value cannot exhaust the stack while it is measured."""
     limit = MAX_RECORD_DEPTH if limit is None else limit
-    if isinstance(value, dict) and limit >= 1 and not any(isinstance(v, (dict, list)) for v in value.values()):
-        return False  # a flat record, the common case: one level
+    if isinstance(value, dict) and limit >= 1 and _SCALARS.issuperset(map(type, value.values())):
+        return False  # a flat record, the common case: one level (checked in C, no call per value)
     stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()

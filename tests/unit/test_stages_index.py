@@ -102,3 +102,34 @@ def test_building_an_index_holds_no_copy_of_it_in_memory(tmp_path: Path) -> None
     size_kb = path.stat().st_size // 1024
     assert size_kb > 40_000
     assert grown_kb < size_kb // 6, (grown_kb, size_kb)
+
+
+def _split_text_reference(record: dict, name_fields: tuple[str, ...]) -> tuple[str, str]:  # type: ignore[type-arg]
+    """split_text as first written: a generator over every field, no cached key layout."""
+    from stagebus.stages.index import name_keys, searchable_text
+
+    names = set(name_keys(record, name_fields))
+    name = "\n".join(s for key in sorted(names) for s in searchable_text(record[key]))
+    body = "\n".join(s for key in sorted(record) if key not in names for s in searchable_text(record[key]))
+    return name, body
+
+
+def test_split_text_agrees_with_the_plain_definition() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from stagebus.stages.index import split_text
+
+    scalars = st.one_of(st.text(max_size=4), st.text(max_size=4), st.integers(), st.none(), st.booleans())
+    values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                          st.dictionaries(st.text(max_size=2), inner, max_size=3)),
+                          max_leaves=6)
+    keys = st.sampled_from(["name", "Name", "title", "body", "a", "z", "LABEL"])
+
+    @settings(max_examples=400, deadline=None)
+    @given(record=st.dictionaries(keys, values, max_size=5),
+           name_fields=st.sampled_from([("name", "title", "label"), ("body",), ()]))
+    def check(record: dict, name_fields: tuple[str, ...]) -> None:  # type: ignore[type-arg]
+        assert split_text(record, name_fields) == _split_text_reference(record, name_fields)
+
+    check()

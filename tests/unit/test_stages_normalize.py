@@ -203,3 +203,53 @@ def test_fused_string_processors_give_the_same_records_as_one_step_each() -> Non
         assert apply(compile_processors(config.processors), record) == apply(one_each, record)
 
     check()
+
+
+def test_no_whitespace_but_the_space_is_printable() -> None:
+    # The whitespace processor's settled check relies on str.isprintable() refusing every other
+    # character str.split() splits on; a new Unicode version must not break that silently.
+    offenders = [hex(cp) for cp in range(0x110000) if chr(cp).isspace() and chr(cp) != " " and chr(cp).isprintable()]
+    assert offenders == []
+
+
+def test_settled_records_skip_no_change_the_string_processors_would_make() -> None:
+    from hypothesis import example, given, settings
+    from hypothesis import strategies as st
+
+    from stagebus.stages.normalize import _collapse_whitespace, _nfc, _strings, compile_processors
+
+    # Given every run of nfc/whitespace the config can fuse, with and without the settled check
+    runs = [[_nfc, _collapse_whitespace], [_collapse_whitespace], [_nfc], [_collapse_whitespace, _nfc]]
+    fused = [compile_processors(normalize_module.NormalizeConfig.model_validate(
+        {"processors": [{"op": "nfc" if fn is _nfc else "whitespace"} for fn in run]}).processors)[0] for run in runs]
+    reference = [_strings(None, _composed_reference(run)) for run in runs]
+    # Text near every edge of the check: the separator, spaces at ends and beside it, other
+    # whitespace (tab, unit separator, no-break space, line separator), decomposed accents; and
+    # plain text, so that most records pass the check and a wrong pass would show.
+    plain = st.text(alphabet=" |ab", max_size=6)
+    rich = st.text(alphabet=" |a\t\x1f\u00a0\u2028e\u0301\u00e9", max_size=8)
+    values = st.one_of(plain, plain, plain, rich, st.integers(), st.none())
+
+    @settings(max_examples=500, deadline=None)
+    @given(record=st.dictionaries(st.sampled_from("abcdef"), values))
+    @example(record={"a": "x ", "b": "y"})  # spaces beside the separator
+    @example(record={"a": "x", "b": " y"})
+    def check(record: dict) -> None:  # type: ignore[type-arg]
+        for step, ref in zip(fused, reference, strict=True):
+            # When each is applied to a copy
+            fast, slow = dict(record), dict(record)
+            step(fast)
+            ref(slow)
+            # Then the records are the same, values and key order
+            assert list(fast.items()) == list(slow.items())
+
+    check()
+
+
+def _composed_reference(fns: list[Any]) -> Any:
+    def composed(text: str) -> str:
+        for fn in fns:
+            text = fn(text)
+        return text
+
+    return composed

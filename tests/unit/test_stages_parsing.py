@@ -138,3 +138,34 @@ def test_unknown_format_is_a_permanent_error_that_says_how_to_fix_it() -> None:
     # Given a file with no known extension and no format metadata
     with pytest.raises(PermanentStageError, match="metadata format=csv"):
         dialect_of("file:///d/p.xlsx", {})
+
+
+def _nesting_exceeds_reference(value: object, limit: int) -> bool:
+    """The plain recursive definition: depth of a scalar is 0, of a container 1 + its deepest child."""
+    def depth(v: object) -> int:
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else None
+        return 0 if children is None else 1 + max((depth(c) for c in children), default=0)
+
+    return depth(value) > limit
+
+
+def test_nesting_exceeds_agrees_with_the_recursive_definition() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from stagebus.stages.parsing import nesting_exceeds
+
+    class Mapping(dict):  # type: ignore[type-arg]
+        """A dict subclass: the flat-record shortcut must not take it for a scalar."""
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=3))
+    values = st.recursive(scalars, lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=2), inner, max_size=3),
+        st.dictionaries(st.text(max_size=2), inner, max_size=2).map(Mapping)), max_leaves=12)
+
+    @settings(max_examples=400, deadline=None)
+    @given(value=values, limit=st.integers(min_value=0, max_value=4))
+    def check(value: object, limit: int) -> None:
+        assert nesting_exceeds(value, limit) == _nesting_exceeds_reference(value, limit)
+
+    check()
