@@ -35,6 +35,15 @@ def _run_id(home: Path) -> str:
     return str(run["run_id"])
 
 
+def completed_run(tmp_path: Path) -> tuple[Path, str]:
+    """A home with one run of the reference pipeline over a two-row CSV, done; and its run id."""
+    home = tmp_path / "home"
+    (tmp_path / "t.csv").write_text("a,b\n1,first\n2,second\n")
+    ok(home, "publish", "--dataset", "d", "--partition", "p", "--file", str(tmp_path / "t.csv"), "--seal")
+    ok(home, "run")
+    return home, _run_id(home)
+
+
 def ingest_raw(home: Path, run_id: str) -> Path:
     (manifest,) = json.loads(ok(home, "manifest", "show", run_id, "--stage", "ingest", "--format", "json"))
     (raw,) = [a for a in manifest["artifacts"] if a["name"] == "raw"]
@@ -43,11 +52,7 @@ def ingest_raw(home: Path, run_id: str) -> Path:
 
 def test_views_are_written_on_demand_from_the_log(tmp_path: Path) -> None:
     # Given a completed run: its tasks wrote no browsable views
-    home = tmp_path / "home"
-    (tmp_path / "t.csv").write_text("a,b\n1,first\n")
-    ok(home, "publish", "--dataset", "d", "--partition", "p", "--file", str(tmp_path / "t.csv"), "--seal")
-    ok(home, "run")
-    run_id = _run_id(home)
+    home, run_id = completed_run(tmp_path)
     assert not (home / "artifacts" / "runs").exists()
     # When the views are asked for, Then one per manifest is written, each its manifest of record
     first = json.loads(ok(home, "artifacts", "views", "--format", "json"))
@@ -65,11 +70,7 @@ def test_views_are_written_on_demand_from_the_log(tmp_path: Path) -> None:
 
 def test_verify_reports_tampered_objects_and_edited_views_and_exits_1(tmp_path: Path) -> None:
     # Given a completed run: verify says it is intact, with or without views written
-    home = tmp_path / "home"
-    (tmp_path / "t.csv").write_text("a,b\n1,first\n2,second\n")
-    ok(home, "publish", "--dataset", "d", "--partition", "p", "--file", str(tmp_path / "t.csv"), "--seal")
-    ok(home, "run")
-    run_id = _run_id(home)
+    home, run_id = completed_run(tmp_path)
     clean = json.loads(ok(home, "artifacts", "verify", "--format", "json"))
     assert clean["ok"] and clean["findings"] == [] and clean["objects"] > 0 and clean["views"] == 6
     ok(home, "artifacts", "views")
@@ -114,11 +115,7 @@ def test_verify_of_an_unknown_run_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_resume_over_a_tampered_upstream_executes_it_again_and_repairs_it(tmp_path: Path) -> None:
     # Given a completed run whose normalize output is then edited (still valid JSON)
-    home = tmp_path / "home"
-    (tmp_path / "t.csv").write_text("a,b\n1,first\n2,second\n")
-    ok(home, "publish", "--dataset", "d", "--partition", "p", "--file", str(tmp_path / "t.csv"), "--seal")
-    ok(home, "run")
-    run_id = _run_id(home)
+    home, run_id = completed_run(tmp_path)
     (manifest,) = json.loads(ok(home, "manifest", "show", run_id, "--stage", "normalize", "--format", "json"))
     (records,) = [a for a in manifest["artifacts"] if a["name"] == "records"]
     obj = home / "artifacts" / records["path"]
