@@ -106,7 +106,10 @@ class EntityExtractor:
         self._templates = [(t, template_fields(t)) for t in config.identity]
         self._reference = re.compile(config.reference_fields)
         self._identity_fields = {f for _, names in self._templates for f in names}
-        self._patterns = [(p, re.compile(p.regex)) for p in config.patterns]
+        # DOTTED_NAME neither matches nor looks across a newline, so it runs once over a record's
+        # text fields joined by newlines, with the same matches in the same order as field by
+        # field (a property test checks this); another regex might, so it runs per field.
+        self._patterns = [(p, re.compile(p.regex), p.regex == DOTTED_NAME) for p in config.patterns]
         self._keywords = [(k, _keyword_regex(k)) for k in config.keywords]
         self._layouts: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
 
@@ -140,8 +143,9 @@ class EntityExtractor:
             value = record[name]
             if value is not None and value != "" and not isinstance(value, dict | list | bool):
                 yield from self._mention(str(value), name, defined)
-        for rule, regex in self._patterns:
-            for text in _texts(record, rule.fields or text_fields):
+        for rule, regex, joinable in self._patterns:
+            fields = rule.fields or text_fields
+            for text in (_joined_texts(record, fields),) if joinable else _texts(record, fields):
                 for match in regex.finditer(text):
                     yield from self._mention(match.group(rule.group), rule.kind, defined)
         for keyword_rule, regex in self._keywords:
@@ -161,6 +165,13 @@ def _texts(record: dict[str, Any], fields: list[str]) -> Iterator[str]:
         value = record.get(name)
         if isinstance(value, str):
             yield value
+
+
+def _joined_texts(record: dict[str, Any], fields: list[str]) -> str:
+    try:
+        return "\n".join([record[name] for name in fields])  # every field there and a string: the common case
+    except (KeyError, TypeError):
+        return "\n".join(_texts(record, fields))
 
 
 def _keyword_regex(rule: KeywordRule) -> re.Pattern[str]:

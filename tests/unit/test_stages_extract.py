@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stagebus.errors import InvalidInput
 from stagebus.stages import build_reference_pipeline
+from stagebus.stages.extract import EntityExtractor, ExtractConfig
 from support.reference import ReferenceRun
 
 DOCS = [
@@ -90,3 +93,21 @@ def test_identity_template_without_a_field_is_a_config_error() -> None:
     # Given an identity template naming no field
     with pytest.raises(InvalidInput, match="names no field"):
         build_reference_pipeline({"extract": {"identity": ["constant"]}})
+
+
+TEXT = st.text(alphabet=st.sampled_from("ab_Z9. \n\t|-"), max_size=30) | st.sampled_from(
+    ["self.x.y", "a.b", "os.path.join", "e.g. x", "ab.cd.", ".ab.cd", "ab.cd\nef.gh", "ab.\ncd", "x" * 250])
+RECORDS = st.dictionaries(st.sampled_from(["id", "doc", "summary", "module", "qualname", "owner_id", "notes"]),
+                          TEXT | st.none() | st.integers() | st.lists(TEXT, max_size=2), max_size=6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(record=RECORDS)
+def test_dotted_names_found_in_the_joined_text_are_those_found_field_by_field(record: dict[str, Any]) -> None:
+    # Given the default extractor (DOTTED_NAME runs once over the text fields joined by newlines)
+    # and the same extractor made to run it per field, the way every other regex runs
+    joined = EntityExtractor(ExtractConfig())
+    per_field = EntityExtractor(ExtractConfig())
+    per_field._patterns = [(rule, regex, False) for rule, regex, _ in per_field._patterns]
+    # Then both find the same entities, in the same order
+    assert list(joined.entities(record)) == list(per_field.entities(record))
