@@ -32,7 +32,6 @@ COMMANDS = {"publish": "publish", "run": "run", "runs": "runs", "why": "why", "d
             "manifest": "manifest", "rejects": "rejects", "export": "export", "query": "query", "log": "log",
             "replay": "replay", "pipeline": "pipeline", "gc": "gc", "artifacts": "artifacts", "relay": "fleet",
             "worker": "fleet", "ui": "ui", "api": "api", "keys": "keys", "load": "load"}
-COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 HELP_OPTION_NAMES = ["-h", "--help"]
 
